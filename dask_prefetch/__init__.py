@@ -1,0 +1,20 @@
+"""Read very large, sequentially-read S3 objects into Dask with rolling prefetch.
+
+The data path: S3 -> :mod:`.fetch` (ranged GETs) -> :mod:`.tiers` (local storage budgets) ->
+:mod:`.engine` (the rolling window) -> :mod:`.file` (what users read) -> Dask collections.
+"""
+
+from . import config  # registers the dask.config defaults
+from .engine import EngineStats, PrefetchEngine
+from .file import PrefetchFile
+from .filesystem import S3PrefetchFileSystem
+from .tiers import TierSet
+
+__all__ = ["EngineStats", "PrefetchEngine", "PrefetchFile", "S3PrefetchFileSystem", "TierSet", "config"]
+
+try:
+    from importlib.metadata import version as _version
+
+    __version__ = _version("dask-prefetch")
+except Exception:  # not installed (running from a checkout)
+    __version__ = "0+unknown"

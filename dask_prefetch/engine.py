@@ -1,0 +1,363 @@
+"""The rolling prefetch engine: moves byte ranges of one logical file into storage tiers.
+
+It knows no file format and no Dask. From the reader's *cursor* (the block it reads now) it
+reserves tier space block by block, in order, and keeps up to ``concurrency`` ranged GETs in
+flight on s3fs's event loop. Blocks behind the cursor are evicted at once. The reader waits on a
+condition for the exact bytes it needs; every wait is bounded and raises the fetch's error.
+
+Threads: the reader calls :meth:`view`, :meth:`move_to` and :meth:`close`; GETs run and finish on
+the event loop thread. All state is guarded by one lock; a block file's descriptor is closed only
+after every GET writing to it has ended.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from functools import partial
+
+from s3fs import S3FileSystem
+
+from .fetch import fetch_part
+from .layout import Block, Layout
+from .tiers import ScratchDirectory, StorageTier, TierSet
+
+_CLOSE_WAIT_SECONDS = 0.5
+
+
+@dataclass
+class _Slot:
+    """A block that holds tier space: its file, its GETs and how far each part has arrived."""
+
+    block: Block
+    tier: StorageTier
+    path: str
+    fd: int
+    filled: list[int]
+    launched: int = 0  # parts handed to the event loop
+    outstanding: int = 0  # parts whose GET has not ended
+    finished: int = 0  # parts fully written
+    tasks: dict[int, asyncio.Task] = field(default_factory=dict)
+    error: BaseException | None = None
+    dropped: bool = False
+
+    @property
+    def ready(self) -> bool:
+        return self.finished == len(self.block.parts)
+
+    def available(self, offset: int, part_size: int) -> int:
+        """End of the contiguous bytes present from ``offset`` on (``offset`` when none)."""
+        parts = self.block.parts
+        p = offset // part_size
+        end = parts[p].block_offset + self.filled[p]
+        while end == parts[p].block_offset + parts[p].length and p + 1 < len(parts):
+            p += 1
+            end = parts[p].block_offset + self.filled[p]
+        return end
+
+
+@dataclass
+class EngineStats:
+    """Counters of one engine, for benchmarks and metrics."""
+
+    bytes_fetched: int = 0
+    requests: int = 0
+    stall_seconds: float = 0.0
+    blocks_refetched: int = 0
+
+
+class PrefetchEngine:
+    """Prefetch the blocks of ``layout`` ahead of a reader, into ``tiers``.
+
+    Parameters
+    ----------
+    fs
+        The filesystem whose S3 client and event loop are used.
+    layout
+        The logical file.
+    tiers
+        Where blocks are stored; may be shared with other engines (one budget for all).
+    concurrency
+        Ranged GETs in flight.
+    retries
+        Attempts for a broken body stream.
+    read_timeout
+        Longest :meth:`view` waits for data before raising ``TimeoutError``.
+    """
+
+    def __init__(
+        self,
+        fs: S3FileSystem,
+        layout: Layout,
+        tiers: TierSet,
+        concurrency: int,
+        retries: int,
+        read_timeout: float,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be >= 1, got {concurrency}")
+        self.fs = fs
+        self.layout = layout
+        self.tiers = tiers
+        self.concurrency = concurrency
+        self.retries = retries
+        self.read_timeout = read_timeout
+        self.stats = EngineStats()
+        self._loop: asyncio.AbstractEventLoop = fs.loop
+        self._cond = threading.Condition(threading.Lock())
+        self._slots: dict[int, _Slot] = {}
+        self._evicted: set[int] = set()
+        self._cursor = 0
+        self._inflight = 0
+        self._closed = False
+        self._failure: OSError | None = None
+        self._scratch: dict[str, ScratchDirectory] = {}
+        try:
+            for tier in tiers.tiers:
+                self._scratch[tier.directory] = ScratchDirectory(tier.directory)
+        except BaseException:
+            self._remove_scratch()
+            raise
+        tiers.add_listener(self._space_released)
+        with self._cond:
+            self._schedule()
+
+    # -- reader side -------------------------------------------------------------------------
+
+    def view(self, index: int, offset: int, want_fd: bool = True) -> tuple[int | None, int]:
+        """Wait until block ``index`` has data at ``offset``.
+
+        Returns
+        -------
+        (fd, end)
+            A new descriptor of the block file that the caller closes (None unless ``want_fd``),
+            and the end of the bytes present from ``offset`` on, relative to the block start.
+
+        Raises
+        ------
+        OSError
+            The fetch's own error (``FileExpired``, a persistent S3 failure, ...).
+        TimeoutError
+            If no data arrived within ``read_timeout`` seconds.
+        """
+        deadline = time.monotonic() + self.read_timeout
+        with self._cond:
+            self._move_to(index)
+            waited_since = None
+            while True:
+                self._check_open()
+                slot = self._slots.get(index)
+                if slot is not None and slot.error is not None:
+                    error = slot.error
+                    self._drop(slot)  # a later read tries again
+                    self._schedule()
+                    raise error
+                if slot is not None:
+                    end = slot.available(offset, self.layout.part_size)
+                    if end > offset:
+                        if waited_since is not None:
+                            self.stats.stall_seconds += time.monotonic() - waited_since
+                        return (os.dup(slot.fd) if want_fd else None), end
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    block = self.layout.blocks[index]
+                    raise TimeoutError(
+                        f"{block.shard.path}: no data for logical bytes {block.start + offset}.. within "
+                        f"{self.read_timeout:.0f} s ({self._inflight} requests in flight); "
+                        "raise dask-prefetch.read-timeout for slow links"
+                    )
+                waited_since = waited_since or time.monotonic()
+                self._cond.wait(remaining)
+
+    def move_to(self, index: int) -> None:
+        """The reader continues at block ``index``: evict what is behind, re-plan ahead."""
+        with self._cond:
+            self._check_open()
+            self._move_to(index)
+
+    def close(self) -> None:
+        """Stop every GET, delete every block file and give the space back; idempotent."""
+        with self._cond:
+            if self._closed:
+                return
+            self._closed = True
+            for slot in list(self._slots.values()):
+                self._drop(slot)
+            if not self._on_loop_thread() and self._loop_alive():
+                self._cond.wait_for(lambda: not self._slots, _CLOSE_WAIT_SECONDS)
+        self.tiers.remove_listener(self._space_released)
+        self._remove_scratch()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def held_blocks(self) -> list[int]:
+        """Indices of the blocks holding tier space now (for tests and metrics)."""
+        with self._cond:
+            return sorted(self._slots)
+
+    # -- scheduling (caller holds the lock) --------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ValueError("I/O operation on closed file")
+        if self._failure is not None:
+            raise self._failure
+
+    def _move_to(self, index: int) -> None:
+        if index < self._cursor:
+            self._cursor = index
+        elif index > self._cursor:
+            for i in [i for i in self._slots if i < index]:
+                self._drop(self._slots[i])
+            self._cursor = index
+        else:
+            return
+        self._schedule()
+
+    def _schedule(self) -> None:
+        """Start GETs in block order from the cursor while slots and tier space allow."""
+        blocks = self.layout.blocks
+        i = self._cursor
+        while i < len(blocks) and self._inflight < self.concurrency and not self._closed:
+            slot = self._slots.get(i)
+            if slot is None:
+                try:
+                    slot = self._open_slot(blocks[i])
+                except OSError as e:
+                    self._failure = e
+                    self._cond.notify_all()
+                    return
+                if slot is None:
+                    return
+            if slot.dropped:
+                return  # still winding down: rescheduled when its GETs have ended
+            while slot.launched < len(slot.block.parts) and self._inflight < self.concurrency and slot.error is None:
+                self._inflight += 1
+                slot.outstanding += 1
+                self._loop.call_soon_threadsafe(self._start_part, slot, slot.launched)
+                slot.launched += 1
+            i += 1
+
+    def _open_slot(self, block: Block) -> _Slot | None:
+        tier = self.tiers.reserve(block.length)
+        while tier is None:
+            if not self._make_room_after(block.index):
+                return None
+            tier = self.tiers.reserve(block.length)
+        path = self._scratch[tier.directory].file(f"{block.index}.part")
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR | os.O_CLOEXEC, 0o600)
+        except OSError as e:
+            self.tiers.release(tier, block.length)
+            e.filename = e.filename or path
+            raise
+        if block.index in self._evicted:
+            self.stats.blocks_refetched += 1
+        slot = _Slot(block, tier, path, fd, [0] * len(block.parts))
+        self._slots[block.index] = slot
+        return slot
+
+    def _make_room_after(self, index: int) -> bool:
+        """Give up the furthest held block beyond ``index``; True if space was freed now."""
+        later = [i for i, s in self._slots.items() if i > index and not s.dropped]
+        if not later:
+            return False
+        victim = self._slots[max(later)]
+        self._drop(victim)
+        return victim.block.index not in self._slots
+
+    def _drop(self, slot: _Slot) -> None:
+        """Stop ``slot``'s GETs; free it now, or when the last of them has ended."""
+        if not slot.dropped:
+            slot.dropped = True
+            self._evicted.add(slot.block.index)
+            if slot.outstanding and self._loop_alive():
+                self._loop.call_soon_threadsafe(self._cancel_tasks, slot)
+        if slot.outstanding == 0:
+            self._free(slot)
+
+    def _free(self, slot: _Slot) -> None:
+        if self._slots.get(slot.block.index) is slot:
+            del self._slots[slot.block.index]
+        os.close(slot.fd)
+        try:
+            os.unlink(slot.path)
+        except FileNotFoundError:
+            pass
+        self.tiers.release(slot.tier, slot.block.length)
+        self._cond.notify_all()
+
+    # -- event loop side ---------------------------------------------------------------------
+
+    def _start_part(self, slot: _Slot, p: int) -> None:
+        with self._cond:
+            if slot.dropped or self._closed:
+                self._part_ended(slot, p, None)
+                return
+            coro = fetch_part(
+                self.fs, slot.block.shard, slot.block.parts[p], slot.fd, partial(self._arrived, slot, p), self.retries
+            )
+            task = self._loop.create_task(coro)
+            slot.tasks[p] = task
+            self.stats.requests += 1
+        task.add_done_callback(partial(self._task_done, slot, p))
+
+    def _arrived(self, slot: _Slot, p: int, nbytes: int) -> None:
+        with self._cond:
+            slot.filled[p] += nbytes
+            self.stats.bytes_fetched += nbytes
+            self._cond.notify_all()
+
+    def _task_done(self, slot: _Slot, p: int, task: asyncio.Task) -> None:
+        with self._cond:
+            self._part_ended(slot, p, task)
+
+    def _part_ended(self, slot: _Slot, p: int, task: asyncio.Task | None) -> None:
+        slot.tasks.pop(p, None)
+        slot.outstanding -= 1
+        self._inflight -= 1
+        if task is not None and not task.cancelled():
+            error = task.exception()
+            if error is None:
+                slot.finished += 1
+                if slot.ready and not slot.dropped:
+                    final = slot.path[: -len(".part")]
+                    os.rename(slot.path, final)
+                    slot.path = final
+            elif slot.error is None and not slot.dropped:
+                slot.error = error
+                self._cancel_tasks(slot)
+        if slot.dropped and slot.outstanding == 0:
+            self._free(slot)
+        self._schedule()
+        self._cond.notify_all()
+
+    def _cancel_tasks(self, slot: _Slot) -> None:
+        for task in list(slot.tasks.values()):
+            task.cancel()
+
+    def _space_released(self) -> None:
+        if not self._closed and self._loop_alive():
+            self._loop.call_soon_threadsafe(self._reschedule)
+
+    def _reschedule(self) -> None:
+        with self._cond:
+            self._schedule()
+
+    def _loop_alive(self) -> bool:
+        return not self._loop.is_closed()
+
+    def _on_loop_thread(self) -> bool:
+        try:
+            return asyncio.get_running_loop() is self._loop
+        except RuntimeError:
+            return False
+
+    def _remove_scratch(self) -> None:
+        for scratch in self._scratch.values():
+            scratch.remove()

@@ -1,0 +1,171 @@
+"""The read-only binary file handed to users: reads, seeks and tells over prefetched blocks."""
+
+from __future__ import annotations
+
+import io
+import os
+import weakref
+from typing import Any, Sequence
+
+from .engine import PrefetchEngine
+from .layout import Layout
+
+
+class PrefetchFile(io.RawIOBase):
+    """A read-only, seekable binary file over one or more S3 objects, prefetched ahead.
+
+    Made by :meth:`S3PrefetchFileSystem.open`; not meant to be built directly. Reads wait only
+    for the bytes they need; everything behind the read position is evicted from the tiers.
+
+    Attributes
+    ----------
+    fs : S3PrefetchFileSystem
+        The filesystem that opened it.
+    paths : list of str
+        The objects, in logical order.
+    size : int
+        Logical size in bytes (the first object whole, then every other one minus its header).
+    stats : EngineStats
+        Bytes fetched, requests made, seconds spent waiting for data.
+
+    Notes
+    -----
+    Closing (explicitly, by leaving a ``with`` block, by garbage collection or at interpreter
+    exit) stops the prefetch and deletes every cache file. Pickling gives "re-open at this
+    position": the copy pins the objects' ETags afresh.
+    """
+
+    def __init__(self, fs: Any, paths: Sequence[str], layout: Layout, engine: PrefetchEngine, open_kwargs: dict):
+        super().__init__()
+        self.fs = fs
+        self.paths = list(paths)
+        self.size = layout.size
+        self.layout = layout
+        self.stats = engine.stats
+        self._engine = engine
+        self._open_kwargs = open_kwargs
+        self._pos = 0
+        # The block being read: its index, logical start, descriptor, and bytes present so far.
+        self._index = -1
+        self._start = 0
+        self._fd: int | None = None
+        self._end = 0
+        self._finalizer = weakref.finalize(self, engine.close)
+
+    @property
+    def name(self) -> str:
+        return self.paths[0] if len(self.paths) == 1 else f"{self.paths[0]} (+{len(self.paths) - 1} shards)"
+
+    @property
+    def path(self) -> str:
+        return self.paths[0]
+
+    @property
+    def mode(self) -> str:
+        return "rb"
+
+    def __repr__(self) -> str:
+        return f"<PrefetchFile {self.name!r} size={self.size} pos={self._pos}{' closed' if self.closed else ''}>"
+
+    def readable(self) -> bool:
+        self._checkClosed()
+        return True
+
+    def seekable(self) -> bool:
+        self._checkClosed()
+        return True
+
+    def tell(self) -> int:
+        self._checkClosed()
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        """Move to ``offset`` (from the start, the current position or the end); re-plan prefetch."""
+        self._checkClosed()
+        if whence == io.SEEK_SET:
+            position = offset
+        elif whence == io.SEEK_CUR:
+            position = self._pos + offset
+        elif whence == io.SEEK_END:
+            position = self.size + offset
+        else:
+            raise ValueError(f"invalid whence ({whence}, should be 0, 1 or 2)")
+        if position < 0:
+            raise OSError(f"{self.name}: cannot seek to negative position {position}")
+        self._pos = position
+        if position < self.size:
+            index = self.layout.block_at(position)
+            if index != self._index:
+                self._engine.move_to(index)
+        return position
+
+    def readinto(self, buffer: Any) -> int:
+        """Fill ``buffer`` from the current position; short only at end of file."""
+        self._checkClosed()
+        view = memoryview(buffer).cast("B")
+        total = 0
+        while total < len(view) and self._pos < self.size:
+            fd, offset, count = self._available(len(view) - total)
+            got = os.preadv(fd, [view[total : total + count]], offset)
+            if got <= 0:
+                raise OSError(f"{self.name}: block file shorter than expected at byte {self._pos}")
+            total += got
+            self._pos += got
+        return total
+
+    def read(self, size: int | None = -1) -> bytes:
+        """Up to ``size`` bytes (all that is left when negative or None)."""
+        self._checkClosed()
+        remaining = self.size - self._pos
+        size = remaining if size is None or size < 0 else min(size, remaining)
+        pieces = []
+        while size > 0:
+            fd, offset, count = self._available(size)
+            piece = os.pread(fd, count, offset)
+            if not piece:
+                raise OSError(f"{self.name}: block file shorter than expected at byte {self._pos}")
+            pieces.append(piece)
+            self._pos += len(piece)
+            size -= len(piece)
+        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+
+    def readall(self) -> bytes:
+        return self.read(-1)
+
+    def _available(self, wanted: int) -> tuple[int, int, int]:
+        """(fd, offset in block file, count) for up to ``wanted`` bytes at the position, waiting if needed."""
+        offset = self._pos - self._start
+        if not (0 <= offset < self._end and self._fd is not None):
+            index = self.layout.block_at(self._pos)
+            switching = index != self._index
+            block = self.layout.blocks[index]
+            offset = self._pos - block.start
+            fd, end = self._engine.view(index, offset, want_fd=switching)
+            if switching:
+                self._close_fd()
+                self._fd, self._index, self._start = fd, index, block.start
+            self._end = end
+        return self._fd, offset, min(wanted, self._end - offset)  # type: ignore[return-value]
+
+    def _close_fd(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+            self._index = -1
+            self._end = 0
+
+    def close(self) -> None:
+        """Stop prefetching and delete the cache files; idempotent and prompt."""
+        if not self.closed:
+            self._close_fd()
+            self._finalizer()
+        super().close()
+
+    def __reduce__(self) -> tuple:
+        return _reopen, (self.fs, self.paths, self._open_kwargs, self._pos)
+
+
+def _reopen(fs: Any, paths: list[str], open_kwargs: dict, position: int) -> PrefetchFile:
+    f = fs.open(paths if len(paths) > 1 else paths[0], **open_kwargs)
+    f.seek(position)
+    return f

@@ -1,0 +1,126 @@
+"""How a list of S3 objects maps onto one logical file, cut into blocks and ranged GETs.
+
+A *shard* is one S3 object, pinned to the ETag (and version) it had at open. Its bytes
+``[skip, size)`` follow the previous shard's in the logical file. A *block* is the unit
+stored in a tier and evicted once read; blocks never straddle shards. A *part* is one ranged
+GET; a block is fetched as one or more parts, written at their offsets in the block file.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass
+from typing import Sequence
+
+
+@dataclass(frozen=True)
+class Shard:
+    """One S3 object and the slice of it that belongs to the logical file."""
+
+    path: str
+    size: int
+    etag: str | None
+    version_id: str | None
+    skip: int
+    offset: int  # logical offset of byte ``skip``
+
+    @property
+    def length(self) -> int:
+        return self.size - self.skip
+
+
+@dataclass(frozen=True)
+class Part:
+    """One ranged GET: object bytes ``[start, stop)`` written at ``block_offset``."""
+
+    start: int
+    stop: int
+    block_offset: int
+
+    @property
+    def length(self) -> int:
+        return self.stop - self.start
+
+
+@dataclass(frozen=True)
+class Block:
+    """Logical bytes ``[start, stop)``, all from one shard, fetched as ``parts``."""
+
+    index: int
+    shard: Shard
+    start: int
+    stop: int
+    parts: tuple[Part, ...]
+
+    @property
+    def length(self) -> int:
+        return self.stop - self.start
+
+
+class Layout:
+    """The logical file: shards laid end to end, cut into blocks and parts.
+
+    Parameters
+    ----------
+    shards
+        Objects in logical order, with their pinned sizes and ETags.
+    block_size
+        Largest block in bytes; each shard's last block may be shorter.
+    part_size
+        Largest ranged GET in bytes.
+    """
+
+    def __init__(self, shards: Sequence[Shard], block_size: int, part_size: int) -> None:
+        if block_size <= 0 or part_size <= 0:
+            raise ValueError(f"block_size and part_size must be positive, got {block_size}, {part_size}")
+        self.shards = tuple(shards)
+        self.block_size = block_size
+        self.part_size = part_size
+        self.size = sum(s.length for s in self.shards)
+        blocks: list[Block] = []
+        for shard in self.shards:
+            for first in range(shard.skip, shard.size, block_size):
+                last = min(first + block_size, shard.size)
+                parts = tuple(
+                    Part(p, min(p + part_size, last), p - first) for p in range(first, last, part_size)
+                )
+                start = shard.offset + first - shard.skip
+                blocks.append(Block(len(blocks), shard, start, start + last - first, parts))
+        self.blocks = tuple(blocks)
+        self._starts = [b.start for b in blocks]
+
+    def block_at(self, position: int) -> int:
+        """Index of the block holding logical byte ``position`` (``len(blocks)`` at EOF)."""
+        if position >= self.size:
+            return len(self.blocks)
+        return bisect.bisect_right(self._starts, position) - 1
+
+    @classmethod
+    def from_objects(
+        cls,
+        infos: Sequence[dict],
+        header_bytes: int,
+        block_size: int,
+        part_size: int,
+    ) -> "Layout":
+        """Build from s3fs ``info`` dicts: the first read whole, later ones from ``header_bytes``.
+
+        Raises
+        ------
+        ValueError
+            If ``header_bytes`` is negative or larger than a shard.
+        """
+        if header_bytes < 0:
+            raise ValueError(f"header_bytes must be >= 0, got {header_bytes}")
+        shards, offset = [], 0
+        for i, info in enumerate(infos):
+            skip = header_bytes if i > 0 else 0
+            size = int(info["size"])
+            if skip > size:
+                raise ValueError(
+                    f"header_bytes={header_bytes} is larger than shard {info['name']!r} ({size} bytes)"
+                )
+            shard = Shard(info["name"], size, info.get("ETag") or None, info.get("VersionId"), skip, offset)
+            shards.append(shard)
+            offset += shard.length
+        return cls(shards, block_size, part_size)

@@ -1,0 +1,207 @@
+"""Local storage tiers: byte budgets, space reservations and private scratch directories.
+
+A :class:`TierSet` is a list of directories in descending priority, each with a budget.
+Space is reserved *before* a download starts and released when the block is evicted, so the
+bytes on disk under a tier never exceed its budget. A TierSet may be shared by several open
+files (one budget for all of them); each file keeps its blocks in a :class:`ScratchDirectory`
+of its own under every tier.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Sequence
+
+MiB = 2**20
+PAGE = 4096  # tmpfs and ext4 allocate whole pages: budget what the disk will really use
+SCRATCH_PREFIX = "dask-prefetch-"
+_LOCK_NAME = ".lock"
+_STALE_GRACE_SECONDS = 60.0
+
+
+def disk_bytes(nbytes: int) -> int:
+    """Bytes a file of ``nbytes`` occupies on a page-granular filesystem."""
+    return -(-nbytes // PAGE) * PAGE
+
+
+@dataclass
+class StorageTier:
+    """One directory and its byte budget; ``used`` counts reserved bytes."""
+
+    directory: str
+    budget: int
+    used: int = field(default=0)
+
+    @property
+    def free(self) -> int:
+        return self.budget - self.used
+
+
+class TierSet:
+    """Storage tiers in descending priority with thread-safe space reservation.
+
+    Parameters
+    ----------
+    storage
+        ``[(directory, MiB), ...]``, highest priority first.
+
+    Raises
+    ------
+    ValueError
+        If the list is empty or a budget is not positive.
+    OSError
+        If a directory does not exist or is not writable.
+    """
+
+    def __init__(self, storage: Sequence[tuple[str, float]]) -> None:
+        if not storage:
+            raise ValueError("prefetch_storage must name at least one (directory, MiB) tier")
+        tiers = []
+        for entry in storage:
+            try:
+                directory, mib = entry
+            except (TypeError, ValueError):
+                raise ValueError(f"prefetch_storage entries are (directory, MiB) pairs, got {entry!r}") from None
+            directory = os.path.abspath(os.fspath(directory))
+            if not mib or float(mib) <= 0:
+                raise ValueError(f"prefetch_storage budget for {directory!r} must be > 0 MiB, got {mib!r}")
+            if not os.path.isdir(directory):
+                raise FileNotFoundError(f"prefetch_storage directory {directory!r} does not exist")
+            if not os.access(directory, os.W_OK | os.X_OK):
+                raise PermissionError(f"prefetch_storage directory {directory!r} is not writable")
+            tiers.append(StorageTier(directory, int(float(mib) * MiB)))
+        self.tiers: tuple[StorageTier, ...] = tuple(tiers)
+        self._lock = threading.Lock()
+        self._listeners: list[Callable[[], None]] = []
+
+    @property
+    def largest_budget(self) -> int:
+        return max(t.budget for t in self.tiers)
+
+    def reserve(self, nbytes: int) -> StorageTier | None:
+        """Reserve room for a file of ``nbytes`` in the first tier that has it, or None."""
+        need = disk_bytes(nbytes)
+        with self._lock:
+            for tier in self.tiers:
+                if tier.free >= need:
+                    tier.used += need
+                    return tier
+        return None
+
+    def release(self, tier: StorageTier, nbytes: int) -> None:
+        """Give back a reservation made by :meth:`reserve`, then wake the listeners."""
+        with self._lock:
+            tier.used -= disk_bytes(nbytes)
+            listeners = list(self._listeners)
+        for listener in listeners:
+            listener()
+
+    def add_listener(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` whenever space is released (it must be quick and not raise)."""
+        with self._lock:
+            self._listeners.append(callback)
+
+    def remove_listener(self, callback: Callable[[], None]) -> None:
+        with self._lock:
+            if callback in self._listeners:
+                self._listeners.remove(callback)
+
+
+class ScratchDirectory:
+    """A private directory (mode 0700) for one owner's block files under ``parent``.
+
+    It holds an exclusive ``flock`` on a lock file for its lifetime, so a sweep of a later
+    process can tell directories of dead owners (lock free) from live ones.
+
+    Raises
+    ------
+    OSError
+        If the directory cannot be created.
+    """
+
+    def __init__(self, parent: str) -> None:
+        _sweep_once(parent)
+        self.path = tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-", dir=parent)
+        self._lock_fd: int | None = os.open(os.path.join(self.path, _LOCK_NAME), os.O_CREAT | os.O_RDWR, 0o600)
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+    def file(self, name: str) -> str:
+        return os.path.join(self.path, name)
+
+    def remove(self) -> None:
+        """Delete the directory and everything in it; idempotent."""
+        shutil.rmtree(self.path, ignore_errors=True)
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+
+_swept: set[str] = set()
+_swept_lock = threading.Lock()
+
+
+def _sweep_once(parent: str) -> None:
+    with _swept_lock:
+        if parent in _swept:
+            return
+        _swept.add(parent)
+    sweep_stale(parent)
+
+
+def sweep_stale(parent: str) -> list[str]:
+    """Remove scratch directories under ``parent`` left by processes that are gone.
+
+    A directory is stale when nobody holds its lock (its owner died), or when it has no lock
+    file and is older than a grace period. Only directories owned by this user are touched,
+    and their contents are never read. Opening a file sweeps each tier once per process.
+
+    Returns
+    -------
+    list of str
+        The directories removed.
+    """
+    removed = []
+    for path in _scratch_candidates(parent):
+        if _is_stale(path):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
+def _scratch_candidates(parent: str) -> Iterable[str]:
+    try:
+        entries = list(os.scandir(parent))
+    except OSError:
+        return []
+    uid = os.getuid()
+    return [
+        e.path
+        for e in entries
+        if e.name.startswith(SCRATCH_PREFIX) and e.is_dir(follow_symlinks=False) and e.stat().st_uid == uid
+    ]
+
+
+def _is_stale(path: str) -> bool:
+    lock = os.path.join(path, _LOCK_NAME)
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        try:
+            return time.time() - os.stat(path).st_mtime > _STALE_GRACE_SECONDS
+        except OSError:
+            return False
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False  # a live owner holds it
+    finally:
+        os.close(fd)
+    return True
