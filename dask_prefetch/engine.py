@@ -67,6 +67,7 @@ class EngineStats:
     requests: int = 0
     stall_seconds: float = 0.0
     blocks_refetched: int = 0
+    peak_in_flight: int = 0
 
 
 class PrefetchEngine:
@@ -166,7 +167,7 @@ class PrefetchEngine:
                     block = self.layout.blocks[index]
                     raise TimeoutError(
                         f"{block.shard.path}: no data for logical bytes {block.start + offset}.. within "
-                        f"{self.read_timeout:.0f} s ({self._inflight} requests in flight); "
+                        f"{self.read_timeout:g} s ({self._inflight} requests in flight); "
                         "raise dask-prefetch.read-timeout for slow links"
                     )
                 waited_since = waited_since or time.monotonic()
@@ -194,6 +195,11 @@ class PrefetchEngine:
     @property
     def closed(self) -> bool:
         return self._closed
+
+    @property
+    def in_flight(self) -> int:
+        """Ranged GETs started and not yet ended."""
+        return self._inflight
 
     def held_blocks(self) -> list[int]:
         """Indices of the blocks holding tier space now (for tests and metrics)."""
@@ -238,6 +244,7 @@ class PrefetchEngine:
                 return  # still winding down: rescheduled when its GETs have ended
             while slot.launched < len(slot.block.parts) and self._inflight < self.concurrency and slot.error is None:
                 self._inflight += 1
+                self.stats.peak_in_flight = max(self.stats.peak_in_flight, self._inflight)
                 slot.outstanding += 1
                 self._loop.call_soon_threadsafe(self._start_part, slot, slot.launched)
                 slot.launched += 1

@@ -45,6 +45,16 @@ def _precondition_failed(error: BaseException) -> bool:
     return code in ("PreconditionFailed", "412")
 
 
+def _naming(error: Exception, message: str) -> OSError:
+    """``error`` as an OSError of the same kind when possible, with a message naming the object."""
+    if isinstance(error, OSError):
+        try:
+            return type(error)(error.errno, message) if error.errno else type(error)(message)
+        except Exception:
+            pass
+    return OSError(message)
+
+
 async def fetch_part(
     fs: S3FileSystem,
     shard: Shard,
@@ -90,10 +100,10 @@ async def fetch_part(
             response = await fs._call_s3(
                 "get_object", Bucket=bucket, Key=key, Range=f"bytes={first}-{part.stop - 1}", **conditions
             )
-        except Exception as e:
+        except Exception as e:  # s3fs and botocore have retried already
             if _precondition_failed(e):
                 raise FileExpired(shard.path, shard.etag) from e
-            raise
+            raise _naming(e, f"{shard.path}: GET bytes {first}-{part.stop - 1} failed: {e}") from e
         if shard.etag and response.get("ETag") not in (None, shard.etag):
             response["Body"].close()
             raise FileExpired(shard.path, shard.etag)  # a server that ignores If-Match

@@ -102,8 +102,8 @@ class S3PrefetchFileSystem(s3fs.S3FileSystem):
         PermissionError
             For a writing mode.
         ValueError
-            For an empty list, ``header_bytes`` larger than a shard, or ``block_size`` larger
-            than every tier's budget.
+            For an empty list, ``header_bytes`` larger than a shard, or blocks (``block_size``,
+            or the largest shard when smaller) larger than every tier's budget.
         FileNotFoundError
             If an object does not exist (``IsADirectoryError`` if it is a prefix).
         OSError
@@ -128,13 +128,14 @@ class S3PrefetchFileSystem(s3fs.S3FileSystem):
         block_bytes = config.get_bytes("block-size", block_size)
         part_bytes = min(config.get_bytes("part-size", part_size), block_bytes)
         tiers = TierSet(prefetch_storage or config.default_storage())
-        if block_bytes > tiers.largest_budget:
-            raise ValueError(
-                f"block_size {block_bytes / MiB:.1f} MiB does not fit in any prefetch_storage tier "
-                f"(largest budget {tiers.largest_budget / MiB:.1f} MiB); lower block_size or raise a budget"
-            )
         infos = sync(self.loop, self._pin_objects, paths)
         layout = Layout.from_objects(infos, header_bytes, block_bytes, part_bytes)
+        largest = max((b.length for b in layout.blocks), default=0)
+        if largest > tiers.largest_budget:
+            raise ValueError(
+                f"{paths[0]}: blocks of {largest / MiB:.1f} MiB (block_size) do not fit in any prefetch_storage "
+                f"tier (largest budget {tiers.largest_budget / MiB:.1f} MiB); lower block_size or raise a budget"
+            )
         engine = PrefetchEngine(
             self,
             layout,

@@ -1,0 +1,97 @@
+"""The rolling window: prefetch ahead, tier budgets on disk, tier priority, eviction, concurrency."""
+
+from __future__ import annotations
+
+import os
+import threading
+
+from conftest import MiB, disk_usage, put_shards, scratch_dirs, wait_until
+
+from dask_prefetch.tiers import disk_bytes
+
+
+def block_files(tier_dir: str) -> set[int]:
+    """Indices of complete block files under a tier (any scratch directory)."""
+    out = set()
+    for scratch in scratch_dirs(tier_dir):
+        out |= {int(n) for n in os.listdir(scratch) if n.isdigit()}
+    return out
+
+
+def test_prefetch_starts_at_open_and_fills_tiers_in_priority_order(fs, raw_fs, tiers):
+    paths = put_shards(raw_fs, [6 * 64 * 1024] * 3)
+    storage = tiers(0.25, 0.5)  # 4 blocks, then 8 blocks of 64 KiB
+    with fs.open(paths, block_size=64 * 1024, part_size=32 * 1024, prefetch_storage=storage) as f:
+        # nothing read yet: the window fills both tiers, the first before the second
+        wait_until(lambda: len(block_files(storage[0][0])) + len(block_files(storage[1][0])) == 12)
+        assert block_files(storage[0][0]) == {0, 1, 2, 3}
+        assert block_files(storage[1][0]) == set(range(4, 12))
+        assert f._engine.held_blocks() == list(range(12))
+        assert f.read() == b"".join(raw_fs.cat(p) for p in paths)
+
+
+def test_tier_budgets_hold_on_disk_while_reading(fs, raw_fs, tiers):
+    paths = put_shards(raw_fs, [1000] + [700_000] * 5)
+    storage = tiers(0.3, 0.45)
+    budgets = [int(mib * MiB) for _, mib in storage]
+    peaks = [0, 0]
+    done = threading.Event()
+
+    def sample():
+        while not done.is_set():
+            for i, (d, _) in enumerate(storage):
+                peaks[i] = max(peaks[i], disk_usage(d))
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        with fs.open(paths, header_bytes=1000, block_size=100_000, part_size=25_000, prefetch_storage=storage) as f:
+            expected = b"".join(raw_fs.cat(p)[1000 if i else 0 :] for i, p in enumerate(paths))
+            got = bytearray()
+            while chunk := f.read(9_000):  # a slow reader lets the window fill up
+                got += chunk
+            assert got == expected
+    finally:
+        done.set()
+        sampler.join()
+    assert 0 < peaks[0] <= budgets[0] and 0 < peaks[1] <= budgets[1], (peaks, budgets)
+    assert peaks[1] + peaks[0] >= disk_bytes(100_000) * 5  # the window really did run ahead
+
+
+def test_blocks_behind_the_reader_are_evicted_at_once(fs, raw_fs, tiers):
+    (path,) = put_shards(raw_fs, [640 * 1024])
+    storage = tiers(1)
+    with fs.open(path, block_size=64 * 1024, part_size=64 * 1024, prefetch_storage=storage) as f:
+        for k in range(1, 10):
+            f.read(64 * 1024)
+            f.read(1)  # now inside block k
+            f.seek(-1, 1)
+            # dropped at once; freed as soon as its GET has ended (it may be finishing right now)
+            wait_until(lambda: min(f._engine.held_blocks()) == k, timeout=2)
+            assert not block_files(storage[0][0]) & set(range(k))
+
+
+def test_forward_seek_drops_skipped_blocks_and_replans(fs, raw_fs, tiers):
+    (path,) = put_shards(raw_fs, [2 * MiB])
+    with fs.open(path, block_size=64 * 1024, part_size=64 * 1024, prefetch_storage=tiers(0.25)) as f:
+        f.read(10)
+        f.seek(MiB + 5)
+        assert f.read(10) == raw_fs.cat_file(path, start=MiB + 5, end=MiB + 15)
+        assert min(f._engine.held_blocks()) == MiB // (64 * 1024)
+
+
+def test_several_requests_are_in_flight(fs, raw_fs, tiers):
+    (path,) = put_shards(raw_fs, [2 * MiB])
+    with fs.open(path, block_size=256 * 1024, part_size=32 * 1024, concurrency=8, prefetch_storage=tiers(4)) as f:
+        assert f.read() == raw_fs.cat(path)
+        assert f.stats.requests == 2 * MiB // (32 * 1024)
+        assert f.stats.bytes_fetched == 2 * MiB
+        assert f.stats.peak_in_flight == 8
+
+
+def test_tier_space_is_returned_after_close(fs, raw_fs, tiers):
+    (path,) = put_shards(raw_fs, [MiB])
+    with fs.open(path, block_size=64 * 1024, prefetch_storage=tiers(0.5)) as f:
+        f.read(100)
+        engine = f._engine
+    assert all(t.used == 0 for t in engine.tiers.tiers)

@@ -1,0 +1,60 @@
+"""Layout: shards laid end to end, cut into blocks and parts (no network)."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from dask_prefetch.layout import Layout
+
+
+def infos(sizes: list[int]) -> list[dict]:
+    return [{"name": f"b/k{i}", "size": s, "ETag": f'"{i}"'} for i, s in enumerate(sizes)]
+
+
+@given(
+    sizes=st.lists(st.integers(0, 5000), min_size=1, max_size=6),
+    header=st.integers(0, 50),
+    block=st.integers(1, 3000),
+    part=st.integers(1, 3000),
+)
+def test_blocks_tile_the_logical_file(sizes, header, block, part):
+    sizes = [sizes[0]] + [max(s, header) for s in sizes[1:]]
+    layout = Layout.from_objects(infos(sizes), header, block, part)
+    assert layout.size == sizes[0] + sum(s - header for s in sizes[1:])
+    position = 0
+    for i, b in enumerate(layout.blocks):
+        assert b.index == i and b.start == position and 0 < b.length <= block
+        # parts tile the block, inside one shard, after its header
+        assert b.parts[0].block_offset == 0
+        assert sum(p.length for p in b.parts) == b.length
+        assert all(0 < p.length <= min(part, block) for p in b.parts)
+        first_object_byte = b.parts[0].start
+        assert first_object_byte >= b.shard.skip and b.parts[-1].stop <= b.shard.size
+        assert b.start - b.shard.offset == first_object_byte - b.shard.skip
+        assert layout.block_at(b.start) == i and layout.block_at(b.stop - 1) == i
+        position = b.stop
+    assert position == layout.size
+    assert layout.block_at(layout.size) == len(layout.blocks)
+
+
+def test_blocks_restart_at_each_shard():
+    layout = Layout.from_objects(infos([1000, 2500, 1500]), 1000, 1024, 512)
+    assert [(b.shard.path, b.start, b.stop) for b in layout.blocks] == [
+        ("b/k0", 0, 1000),
+        ("b/k1", 1000, 2024),
+        ("b/k1", 2024, 2500),
+        ("b/k2", 2500, 3000),
+    ]
+    assert [(p.start, p.stop) for p in layout.blocks[1].parts] == [(1000, 1512), (1512, 2024)]
+
+
+def test_header_larger_than_a_shard_is_refused():
+    with pytest.raises(ValueError, match=r"header_bytes=1000 is larger than shard 'b/k1' \(999 bytes\)"):
+        Layout.from_objects(infos([1000, 999]), 1000, 1024, 1024)
+
+
+def test_negative_header_is_refused():
+    with pytest.raises(ValueError, match="header_bytes"):
+        Layout.from_objects(infos([10]), -1, 1024, 1024)

@@ -1,0 +1,104 @@
+"""Tiers: budgets, priority, private directories and the sweep of dead owners' leftovers."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from dask_prefetch.tiers import PAGE, ScratchDirectory, TierSet, sweep_stale
+
+MiB = 2**20
+
+
+def test_reserve_fills_the_first_tier_before_the_next(tiers):
+    ts = TierSet(tiers(2, 3))
+    first, second = ts.tiers
+    got = [ts.reserve(MiB) for _ in range(6)]
+    assert got == [first, first, second, second, second, None]
+    assert first.used == 2 * MiB and second.used == 3 * MiB
+    ts.release(first, MiB)
+    assert ts.reserve(MiB) is first
+
+
+def test_reservations_are_page_rounded_and_never_exceed_the_budget(tiers):
+    ts = TierSet(tiers(1))
+    tier = ts.tiers[0]
+    n = 0
+    while ts.reserve(1000) is not None:
+        n += 1
+    assert n == MiB // PAGE and tier.used == tier.budget
+
+
+def test_concurrent_reservations_respect_the_budget(tiers):
+    ts = TierSet(tiers(4))
+    counts = []
+
+    def grab():
+        counts.append(sum(ts.reserve(PAGE) is not None for _ in range(2000)))
+
+    threads = [threading.Thread(target=grab) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(counts) == 4 * MiB // PAGE and ts.tiers[0].used == 4 * MiB
+
+
+def test_release_wakes_listeners(tiers):
+    ts = TierSet(tiers(1))
+    calls = []
+    ts.add_listener(lambda: calls.append(1))
+    tier = ts.reserve(10)
+    ts.release(tier, 10)
+    assert calls == [1]
+
+
+def test_bad_storage_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="at least one"):
+        TierSet([])
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        TierSet([("/nonexistent/dask-prefetch-tier", 10)])
+    with pytest.raises(ValueError, match="must be > 0"):
+        TierSet([(str(tmp_path), 0)])
+    with pytest.raises(ValueError, match=r"\(directory, MiB\) pairs"):
+        TierSet([str(tmp_path)])
+
+
+def test_a_file_is_not_a_tier_directory(tmp_path):
+    f = tmp_path / "file"
+    f.write_bytes(b"x")
+    with pytest.raises(OSError, match="does not exist"):
+        TierSet([(str(f), 10)])
+
+
+def test_scratch_directory_is_private_and_removed(tmp_path):
+    scratch = ScratchDirectory(str(tmp_path))
+    assert stat.S_IMODE(os.stat(scratch.path).st_mode) == 0o700
+    with open(scratch.file("0"), "wb") as f:
+        f.write(b"data")
+    scratch.remove()
+    scratch.remove()  # idempotent
+    assert not os.path.exists(scratch.path)
+
+
+def test_sweep_removes_dead_owners_directories_and_keeps_live_ones(tmp_path):
+    code = (
+        "import os, sys; from dask_prefetch.tiers import ScratchDirectory;"
+        "s = ScratchDirectory(sys.argv[1]); open(s.file('7'), 'wb').write(b'stale');"
+        "print(s.path, flush=True); os._exit(0)"  # dies without cleaning up
+    )
+    dead = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, check=True)
+    dead_path = dead.stdout.strip()
+    assert os.path.isdir(dead_path)
+    live = ScratchDirectory(str(tmp_path))  # the first scratch directory of a process sweeps its parent
+    try:
+        assert not os.path.exists(dead_path) and os.path.isdir(live.path)
+        assert sweep_stale(str(tmp_path)) == []  # a live owner's directory is never taken
+        assert os.path.isdir(live.path)
+    finally:
+        live.remove()
