@@ -19,16 +19,19 @@ import time
 import urllib.error
 import urllib.request
 import weakref
-from typing import IO, Any, TypeVar
+from typing import IO, TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 _PORT_PREFIX = "PORT "
-_S = TypeVar("_S", bound="_ChildServer")
 
 
 def _shutdown(proc: subprocess.Popen[bytes], stderr: IO[bytes], timeout: float = 5.0) -> None:
     """Stop a child server process: close stdin, terminate, wait, kill."""
-    if proc.stdin is not None:
-        proc.stdin.close()  # the child also exits on stdin EOF
+    for pipe in (proc.stdin, proc.stdout):  # the child also exits on stdin EOF
+        if pipe is not None:
+            pipe.close()
     proc.terminate()  # no-op if it already exited
     try:
         proc.wait(timeout)
@@ -50,7 +53,7 @@ class _ChildServer:
 
     def __init__(self) -> None:
         self._proc: subprocess.Popen[bytes] | None = None
-        self._finalizer: weakref.finalize | None = None
+        self._finalizer: weakref.finalize[..., _ChildServer] | None = None
         self._port: int | None = None
 
     def _child_args(self) -> list[str]:
@@ -84,7 +87,7 @@ class _ChildServer:
         """Base URL of the server, ``http://127.0.0.1:PORT``."""
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self: _S) -> _S:
+    def start(self) -> Self:
         """Start the child process and block until it answers.
 
         Raises
@@ -97,7 +100,7 @@ class _ChildServer:
             return self
         self.stop()
         env = {**os.environ, **self._child_env()}
-        stderr = tempfile.TemporaryFile()
+        stderr = tempfile.TemporaryFile()  # noqa: SIM115 (lives as long as the child)
         proc = subprocess.Popen(
             [sys.executable, self._script, *self._child_args()],
             stdin=subprocess.PIPE,
@@ -114,7 +117,7 @@ class _ChildServer:
             assert proc.stdout is not None
             proc.stdout.close()  # the child sends nothing after the port line
             self._wait_ready(deadline)
-        except Exception as exc:
+        except (OSError, RuntimeError, ValueError) as exc:
             proc.terminate()
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(5)
@@ -135,7 +138,7 @@ class _ChildServer:
         self._proc = None
         self._port = None
 
-    def __enter__(self: _S) -> _S:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:
@@ -195,7 +198,7 @@ class LocalS3Server(_ChildServer):
         super().__init__()
         self.start_timeout = start_timeout
 
-    def start(self: _S) -> _S:
+    def start(self) -> Self:
         """Start moto in a child process and wait until it answers HTTP.
 
         Also sets ``AWS_DEFAULT_REGION=us-east-1`` in this process unless set:
@@ -242,7 +245,8 @@ def _main() -> None:
     sys.stdout.write(f"{_PORT_PREFIX}{port}\n")
     sys.stdout.flush()
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # later prints must not hit the closed pipe
-    sys.stdin.buffer.read()  # returns when the parent closes stdin or dies; SIGTERM ends us too
+    while os.read(0, 4096):  # until the parent closes stdin or dies; SIGTERM ends us too
+        pass
     server.stop()
 
 

@@ -14,19 +14,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import contextlib
 import math
 import os
 import signal
 import socket
 import sys
 import threading
-from collections.abc import Coroutine
-from typing import Any
 from urllib.parse import urlsplit
 
-try:
+if __package__:
     from .s3server import _PORT_PREFIX, _ChildServer
-except ImportError:  # run as a script (the child process): stdlib-only sibling
+else:  # run as a script (the child process): import the stdlib-only sibling
     from s3server import _PORT_PREFIX, _ChildServer  # type: ignore[no-redef]
 
 CHUNK = 64 * 1024  # pacing granularity: bytes per paced write
@@ -55,27 +54,18 @@ class WanProxy(_ChildServer):
     _script = __file__
 
     def __init__(
-        self,
-        upstream_url: str,
-        latency: float = 0.05,
-        bandwidth: float = 40 * 2**20,
-        start_timeout: float = 30.0,
+        self, upstream_url: str, latency: float = 0.05, bandwidth: float = 40 * 2**20, start_timeout: float = 30.0
     ) -> None:
         super().__init__()
         if latency < 0 or not bandwidth > 0:
             raise ValueError("latency must be >= 0 and bandwidth > 0")
         _split_upstream(upstream_url)  # validate early, in the parent
-        self.upstream_url = upstream_url
-        self.latency = float(latency)
-        self.bandwidth = float(bandwidth)
+        self.upstream_url, self.latency, self.bandwidth = upstream_url, float(latency), float(bandwidth)
         self.start_timeout = start_timeout
 
     def _child_args(self) -> list[str]:
-        return [
-            "--upstream", self.upstream_url,
-            "--latency", repr(self.latency),
-            "--bandwidth-mib", repr(self.bandwidth / 2**20),
-        ]  # fmt: skip
+        mib = repr(self.bandwidth / 2**20)
+        return ["--upstream", self.upstream_url, "--latency", repr(self.latency), "--bandwidth-mib", mib]
 
     def _probe(self) -> None:
         socket.create_connection(("127.0.0.1", self.port), timeout=2).close()
@@ -139,13 +129,15 @@ class _Conn(asyncio.Protocol):
         self.client = transport
         transport.pause_reading()  # until upstream is connected
         self.proxy.conns.add(self)
-        self.proxy.spawn(self.connect())
+        task = self.loop.create_task(self.connect())
+        self.proxy.tasks.add(task)
+        task.add_done_callback(self.proxy.tasks.discard)
 
     def data_received(self, data: bytes) -> None:
         if self.request_start is None or self.response_started:
             self.request_start, self.response_started = self.loop.time(), False
-        assert self.upstream is not None
-        self.upstream.write(data)
+        if self.upstream is not None and not self.upstream_eof:
+            self.upstream.write(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.close()
@@ -241,11 +233,6 @@ class _Proxy:
         self.conns: set[_Conn] = set()
         self.tasks: set[asyncio.Task[None]] = set()
 
-    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = self.loop.create_task(coro)
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
-
     async def serve(self, port: int = 0) -> None:
         self.loop = asyncio.get_running_loop()
         stop = asyncio.Event()
@@ -257,9 +244,11 @@ class _Proxy:
         sys.stdout.flush()
         os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # the parent closes our stdout now
 
-        def wait_stdin() -> None:  # parent closed stdin or died
-            sys.stdin.buffer.read()
-            self.loop.call_soon_threadsafe(stop.set)
+        def wait_stdin() -> None:  # until the parent closes stdin or dies (raw reads: no lock at exit)
+            while os.read(0, 4096):
+                pass
+            with contextlib.suppress(RuntimeError):  # loop already closed
+                self.loop.call_soon_threadsafe(stop.set)
 
         threading.Thread(target=wait_stdin, daemon=True).start()
         await stop.wait()

@@ -1,0 +1,24 @@
+# Two commands for a fresh machine (python3 >= 3.10 and PyPI access are all they need):
+#   make demo   - the main job on the embedded default: local S3 server, sample data, LocalCluster
+#   make test   - the test suite (what CI runs)
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: demo test bench install
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[test]"
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(PY) examples/quickstart.py
+
+test: install
+	$(PY) -m pytest -q
+
+bench: install
+	$(PY) benchmarks/bench_prefetch.py
