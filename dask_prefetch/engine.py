@@ -13,6 +13,7 @@ after every GET writing to it has ended.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import threading
 import time
@@ -26,6 +27,7 @@ from .layout import Block, Layout
 from .tiers import ScratchDirectory, StorageTier, TierSet
 
 _CLOSE_WAIT_SECONDS = 0.5
+_serials = itertools.count()
 
 
 @dataclass
@@ -37,6 +39,7 @@ class _Slot:
     path: str
     fd: int
     filled: list[int]
+    serial: int
     launched: int = 0  # parts handed to the event loop
     outstanding: int = 0  # parts whose GET has not ended
     finished: int = 0  # parts fully written
@@ -128,14 +131,22 @@ class PrefetchEngine:
 
     # -- reader side -------------------------------------------------------------------------
 
-    def view(self, index: int, offset: int, want_fd: bool = True) -> tuple[int | None, int]:
+    def view(self, index: int, offset: int, have: int | None = None) -> tuple[int, int | None, int]:
         """Wait until block ``index`` has data at ``offset``.
+
+        Parameters
+        ----------
+        index, offset
+            The block and the offset in it the reader needs.
+        have
+            The serial number of the block file the caller already holds a descriptor of.
 
         Returns
         -------
-        (fd, end)
-            A new descriptor of the block file that the caller closes (None unless ``want_fd``),
-            and the end of the bytes present from ``offset`` on, relative to the block start.
+        (serial, fd, end)
+            The serial number of the block file (a block fetched again gets a new file); a new
+            descriptor of it that the caller closes, or None when ``have`` is that serial; and the
+            end of the bytes present from ``offset`` on, relative to the block start.
 
         Raises
         ------
@@ -161,7 +172,7 @@ class PrefetchEngine:
                     if end > offset:
                         if waited_since is not None:
                             self.stats.stall_seconds += time.monotonic() - waited_since
-                        return (os.dup(slot.fd) if want_fd else None), end
+                        return slot.serial, (None if have == slot.serial else os.dup(slot.fd)), end
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     block = self.layout.blocks[index]
@@ -265,7 +276,7 @@ class PrefetchEngine:
             raise
         if block.index in self._evicted:
             self.stats.blocks_refetched += 1
-        slot = _Slot(block, tier, path, fd, [0] * len(block.parts))
+        slot = _Slot(block, tier, path, fd, [0] * len(block.parts), next(_serials))
         self._slots[block.index] = slot
         return slot
 

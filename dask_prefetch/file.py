@@ -45,11 +45,12 @@ class PrefetchFile(io.RawIOBase):
         self._engine = engine
         self._open_kwargs = open_kwargs
         self._pos = 0
-        # The block being read: its index, logical start, descriptor, and bytes present so far.
+        # The block file being read: block index, logical start, serial, descriptor, bytes present.
         self._index = -1
         self._start = 0
+        self._serial: int | None = None
         self._fd: int | None = None
-        self._end = 0
+        self._lo = self._end = 0  # block offsets known to be present: [_lo, _end)
         self._finalizer = weakref.finalize(self, engine.close)
 
     @property
@@ -95,7 +96,8 @@ class PrefetchFile(io.RawIOBase):
         self._pos = position
         if position < self.size:
             index = self.layout.block_at(position)
-            if index != self._index:
+            if index != self._index:  # leaving the block: it may be evicted, so let go of its file
+                self._close_fd()
                 self._engine.move_to(index)
         return position
 
@@ -135,24 +137,24 @@ class PrefetchFile(io.RawIOBase):
     def _available(self, wanted: int) -> tuple[int, int, int]:
         """(fd, offset in block file, count) for up to ``wanted`` bytes at the position, waiting if needed."""
         offset = self._pos - self._start
-        if not (0 <= offset < self._end and self._fd is not None):
+        if not (self._lo <= offset < self._end and self._fd is not None):
             index = self.layout.block_at(self._pos)
-            switching = index != self._index
             block = self.layout.blocks[index]
             offset = self._pos - block.start
-            fd, end = self._engine.view(index, offset, want_fd=switching)
-            if switching:
+            have = self._serial if index == self._index else None
+            serial, fd, end = self._engine.view(index, offset, have)
+            if fd is not None:  # another block, or the same block fetched again into a new file
                 self._close_fd()
-                self._fd, self._index, self._start = fd, index, block.start
-            self._end = end
+                self._fd, self._serial, self._index, self._start = fd, serial, index, block.start
+            self._lo, self._end = offset, end
         return self._fd, offset, min(wanted, self._end - offset)  # type: ignore[return-value]
 
     def _close_fd(self) -> None:
         if self._fd is not None:
             os.close(self._fd)
-            self._fd = None
+            self._fd = self._serial = None
             self._index = -1
-            self._end = 0
+            self._lo = self._end = 0
 
     def close(self) -> None:
         """Stop prefetching and delete the cache files; idempotent and prompt."""

@@ -10,8 +10,15 @@ import sys
 from conftest import MiB, put_shards
 
 CHILD = """
-import json, resource, sys
+import json, sys
 from dask_prefetch import S3PrefetchFileSystem
+
+
+def peak():  # VmHWM: this process's own peak RSS (ru_maxrss survives exec on Linux)
+    with open('/proc/self/status') as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith('VmHWM'))
+
+
 options, path, tier, block, concurrency = json.loads(sys.argv[1])
 fs = S3PrefetchFileSystem(**options)
 buf = bytearray(MiB := 2**20)
@@ -19,7 +26,7 @@ with fs.open(path, prefetch_storage=[(tier, 256)], block_size=block, part_size=b
     total = 0
     while n := f.readinto(buf):
         total += n
-print(json.dumps([total, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024]))
+print(json.dumps([total, peak()]))
 """
 
 

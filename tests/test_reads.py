@@ -14,8 +14,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dask_prefetch import PrefetchFile, S3PrefetchFileSystem
+from dask_prefetch.testing import WanProxy
 
 SMALL = dict(block_size=64 * 1024, part_size=16 * 1024)
+
+
+def same(got: bytes, want: bytes) -> bool:
+    """Equal bytes; else an assertion naming the first differing offset (pytest's diff of MBs is slow)."""
+    if got == want:
+        return True
+    first = next((i for i, (a, b) in enumerate(zip(got, want)) if a != b), min(len(got), len(want)))
+    raise AssertionError(f"{len(got)} bytes read, {len(want)} expected; first difference at offset {first}")
 
 
 def test_read_whole_object(fs, raw_fs, tiers):
@@ -77,15 +86,16 @@ def test_random_reads_and_seeks_match_the_bytes(fs, tiers, sharded, ops, block):
         for op, n in ops:
             if op == "read":
                 data = f.read(abs(n))
-                assert data == expected[pos : pos + abs(n)]
+                assert same(data, expected[pos : pos + abs(n)])
                 pos += len(data)
             elif op == "readinto":
                 buf = bytearray(abs(n))
                 got = f.readinto(buf)
-                assert bytes(buf[:got]) == expected[pos : pos + abs(n)] and got == min(abs(n), max(0, len(expected) - pos))
+                assert same(bytes(buf[:got]), expected[pos : pos + abs(n)])
+                assert got == min(abs(n), max(0, len(expected) - pos))
                 pos += got
             elif op == "read_all":
-                assert f.read() == expected[pos:]
+                assert same(f.read(), expected[pos:])
                 pos = max(pos, len(expected))
             else:
                 whence = {"seek_set": 0, "seek_cur": 1, "seek_end": 2}[op]
@@ -186,3 +196,16 @@ def test_read_only_filesystem_still_lists_and_reads(fs, raw_fs):
     assert fs.ls(BUCKET) == [path] and fs.glob(f"{BUCKET}/*") == [path] and fs.find(BUCKET) == [path]
     assert fs.cat(path) == raw_fs.cat(path)
     assert fs.cat_file(path, start=10, end=20) == random_bytes(1234)[10:20]
+
+
+def test_seek_back_within_a_block_whose_earlier_parts_are_still_arriving(s3_server, storage_options, raw_fs, tiers):
+    """Parts of a block arrive concurrently: bytes ahead of the reader say nothing of bytes behind."""
+    (path,) = put_shards(raw_fs, [MiB])
+    expected = raw_fs.cat(path)
+    with WanProxy(s3_server.endpoint_url, latency=0.05, bandwidth=MiB) as proxy:  # a 256 KiB part: 0.25 s
+        slow = S3PrefetchFileSystem(**{**storage_options, "endpoint_url": proxy.endpoint_url}, skip_instance_cache=True)
+        with slow.open(path, block_size=MiB, part_size=256 * 1024, prefetch_storage=tiers(2)) as f:
+            f.seek(768 * 1024)
+            assert f.read(1) == expected[768 * 1024 : 768 * 1024 + 1]  # part 3 has begun to arrive
+            f.seek(100 * 1024)  # back into part 0, most of which is still on the wire
+            assert same(f.read(200 * 1024), expected[100 * 1024 : 300 * 1024])
