@@ -1,7 +1,8 @@
 """Read very large, sequentially-read S3 objects into Dask with rolling prefetch.
 
 The data path: S3 -> :mod:`.fetch` (ranged GETs) -> :mod:`.tiers` (local storage budgets) ->
-:mod:`.engine` (the rolling window) -> :mod:`.file` (what users read) -> Dask collections.
+:mod:`.engine` (the rolling window) -> :mod:`.file` (what users read) -> :mod:`.streamlines`
+(TRK/TCK parsers) -> :mod:`.tractogram` (Dask collections).
 """
 
 from . import config  # registers the dask.config defaults
@@ -9,8 +10,18 @@ from .engine import EngineStats, PrefetchEngine
 from .file import PrefetchFile
 from .filesystem import S3PrefetchFileSystem
 from .tiers import TierSet
+from .tractogram import Tractogram, read_tractogram
 
-__all__ = ["EngineStats", "PrefetchEngine", "PrefetchFile", "S3PrefetchFileSystem", "TierSet", "config"]
+__all__ = [
+    "EngineStats",
+    "PrefetchEngine",
+    "PrefetchFile",
+    "S3PrefetchFileSystem",
+    "TierSet",
+    "Tractogram",
+    "config",
+    "read_tractogram",
+]
 
 try:
     from importlib.metadata import version as _version

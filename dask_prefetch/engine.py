@@ -90,6 +90,8 @@ class PrefetchEngine:
         Attempts for a broken body stream.
     read_timeout
         Longest :meth:`view` waits for data before raising ``TimeoutError``.
+    start
+        The block the reader starts at.
     """
 
     def __init__(
@@ -100,6 +102,7 @@ class PrefetchEngine:
         concurrency: int,
         retries: int,
         read_timeout: float,
+        start: int = 0,
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be >= 1, got {concurrency}")
@@ -114,7 +117,7 @@ class PrefetchEngine:
         self._cond = threading.Condition(threading.Lock())
         self._slots: dict[int, _Slot] = {}
         self._evicted: set[int] = set()
-        self._cursor = 0
+        self._cursor = start
         self._inflight = 0
         self._closed = False
         self._failure: OSError | None = None

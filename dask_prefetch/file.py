@@ -35,7 +35,9 @@ class PrefetchFile(io.RawIOBase):
     position": the copy pins the objects' ETags afresh.
     """
 
-    def __init__(self, fs: Any, paths: Sequence[str], layout: Layout, engine: PrefetchEngine, open_kwargs: dict):
+    def __init__(
+        self, fs: Any, paths: Sequence[str], layout: Layout, engine: PrefetchEngine, open_kwargs: dict, position: int = 0
+    ):
         super().__init__()
         self.fs = fs
         self.paths = list(paths)
@@ -44,7 +46,7 @@ class PrefetchFile(io.RawIOBase):
         self.stats = engine.stats
         self._engine = engine
         self._open_kwargs = open_kwargs
-        self._pos = 0
+        self._pos = position
         # The block file being read: block index, logical start, serial, descriptor, bytes present.
         self._index = -1
         self._start = 0
@@ -168,6 +170,4 @@ class PrefetchFile(io.RawIOBase):
 
 
 def _reopen(fs: Any, paths: list[str], open_kwargs: dict, position: int) -> PrefetchFile:
-    f = fs.open(paths if len(paths) > 1 else paths[0], **open_kwargs)
-    f.seek(position)
-    return f
+    return fs.open(paths if len(paths) > 1 else paths[0], **open_kwargs, offset=position)

@@ -56,6 +56,7 @@ class S3PrefetchFileSystem(s3fs.S3FileSystem):
         prefetch_storage: Sequence[tuple[str, float]] | None = None,
         header_bytes: int = 0,
         *,
+        offset: int = 0,
         concurrency: int | None = None,
         part_size: int | str | None = None,
         read_timeout: float | str | None = None,
@@ -81,6 +82,8 @@ class S3PrefetchFileSystem(s3fs.S3FileSystem):
         header_bytes
             Bytes skipped at the start of every object after the first (the first is a global
             header, read whole).
+        offset
+            Logical position to start at: prefetching starts there rather than at byte 0.
         concurrency
             Ranged GETs in flight (default ``dask-prefetch.concurrency``, 16).
         part_size
@@ -111,6 +114,8 @@ class S3PrefetchFileSystem(s3fs.S3FileSystem):
         """
         if set(mode) - set("rbt") or "r" not in mode:
             raise PermissionError(f"S3PrefetchFileSystem is read-only: cannot open {path_or_paths!r} in mode {mode!r}")
+        if offset < 0:
+            raise ValueError(f"offset must be >= 0, got {offset}")
         if compression is not None:
             raise ValueError("S3PrefetchFileSystem.open does not decompress; open with compression=None")
         paths = [path_or_paths] if isinstance(path_or_paths, (str, bytes)) else list(path_or_paths)
@@ -143,8 +148,9 @@ class S3PrefetchFileSystem(s3fs.S3FileSystem):
             concurrency=int(config.get("concurrency") if concurrency is None else concurrency),
             retries=int(config.get("retries")),
             read_timeout=config.get_seconds("read-timeout", read_timeout),
+            start=layout.block_at(offset),
         )
-        f = PrefetchFile(self, paths, layout, engine, open_kwargs)
+        f = PrefetchFile(self, paths, layout, engine, open_kwargs, position=offset)
         if "b" in mode:
             return f
         return io.TextIOWrapper(io.BufferedReader(f), encoding=encoding, errors=errors, newline=newline)

@@ -1,0 +1,106 @@
+"""The in-memory model: a run of whole streamlines as flat arrays, and a format-neutral header."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class TractogramHeader:
+    """What a reader learnt from a file's header.
+
+    Attributes
+    ----------
+    format
+        ``"trk"`` or ``"tck"``.
+    voxel_to_rasmm
+        4x4 affine of the reference image (identity when the format has none).
+    nb_streamlines
+        Count announced by the header, or None when unknown (TRK ``n_count`` 0, TCK without ``count``).
+    data_offset
+        Byte offset of the first streamline record.
+    scalar_names, property_names
+        TRK per-point scalars and per-streamline properties (empty for TCK).
+    fields
+        The raw header fields, for anything else.
+    """
+
+    format: str
+    voxel_to_rasmm: np.ndarray
+    nb_streamlines: int | None
+    data_offset: int
+    scalar_names: tuple[str, ...] = ()
+    property_names: tuple[str, ...] = ()
+    fields: dict[str, Any] = field(default_factory=dict, compare=False)
+
+
+@dataclass
+class StreamlineChunk:
+    """Whole streamlines, flat: points in RAS+ mm and how many belong to each streamline.
+
+    Attributes
+    ----------
+    points
+        ``(total_points, 3)`` float32.
+    lengths
+        ``(n_streamlines,)`` int64, points per streamline.
+    scalars
+        ``(total_points, n_scalars)`` float32 per-point values (TRK), or None.
+    properties
+        ``(n_streamlines, n_properties)`` float32 per-streamline values (TRK), or None.
+    """
+
+    points: np.ndarray
+    lengths: np.ndarray
+    scalars: np.ndarray | None = None
+    properties: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    @property
+    def offsets(self) -> np.ndarray:
+        """Index of each streamline's first point in ``points``."""
+        out = np.zeros(len(self.lengths), dtype=np.int64)
+        np.cumsum(self.lengths[:-1], out=out[1:])
+        return out
+
+    def streamlines(self) -> list[np.ndarray]:
+        """One ``(n_points, 3)`` view per streamline."""
+        return np.split(self.points, np.cumsum(self.lengths[:-1])) if len(self.lengths) else []
+
+    def to_array_sequence(self) -> Any:
+        """The chunk as a nibabel ``ArraySequence`` (no copy of the points)."""
+        from nibabel.streamlines import ArraySequence
+
+        seq = ArraySequence()
+        seq._data = self.points
+        seq._offsets = self.offsets
+        seq._lengths = self.lengths
+        return seq
+
+    @classmethod
+    def empty(cls, n_scalars: int = 0, n_properties: int = 0) -> "StreamlineChunk":
+        return cls(
+            np.empty((0, 3), np.float32),
+            np.empty(0, np.int64),
+            np.empty((0, n_scalars), np.float32) if n_scalars else None,
+            np.empty((0, n_properties), np.float32) if n_properties else None,
+        )
+
+    @classmethod
+    def concat(cls, chunks: Sequence["StreamlineChunk"]) -> "StreamlineChunk":
+        """One chunk holding all of ``chunks`` in order."""
+        if not chunks:
+            return cls.empty()
+        if len(chunks) == 1:
+            return chunks[0]
+
+        def cat(name: str) -> np.ndarray | None:
+            parts = [getattr(c, name) for c in chunks]
+            return None if parts[0] is None else np.concatenate(parts)
+
+        return cls(cat("points"), cat("lengths"), cat("scalars"), cat("properties"))  # type: ignore[arg-type]

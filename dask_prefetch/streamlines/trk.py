@@ -1,0 +1,224 @@
+"""TrackVis (TRK) streaming parser, vectorised over blocks of records.
+
+A record is ``int32 n_points``, ``n_points x (3 + n_scalars)`` float32, ``n_properties`` float32.
+There is no sync marker, so records are found by hopping the count words from a known record
+boundary: one cheap Python step per streamline over a block held as one buffer; everything else
+(gathering points, scalars and properties, byte order, the affine to RAS+ mm) is numpy.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import BinaryIO, Iterator
+
+import numpy as np
+from nibabel.orientations import aff2axcodes
+from nibabel.streamlines.trk import decode_value_from_name, get_affine_trackvis_to_rasmm, header_2_dtype
+
+from .chunk import StreamlineChunk, TractogramHeader
+from .errors import CorruptTractogramError
+from .reading import read_full, readinto_full
+
+HEADER_SIZE = 1000
+MAGIC = b"TRACK"
+#: Largest point count accepted for one streamline: a corrupt count must not make us buffer GBs.
+MAX_POINTS = 10_000_000
+
+
+def read_trk_header(fileobj: BinaryIO, name: str = "<file>") -> TractogramHeader:
+    """Parse the 1000-byte TRK header at the file object's position (either byte order).
+
+    Raises
+    ------
+    CorruptTractogramError
+        If the magic number, header size or version is wrong, or the affine is invalid.
+    """
+    buf = read_full(fileobj, HEADER_SIZE)
+    return parse_trk_header(buf, name)
+
+
+def parse_trk_header(buf: bytes, name: str = "<file>") -> TractogramHeader:
+    """Parse a TRK header held in ``buf`` (see :func:`read_trk_header`)."""
+    if len(buf) < HEADER_SIZE:
+        raise CorruptTractogramError(name, len(buf), f"TRK header needs {HEADER_SIZE} bytes, file has {len(buf)}")
+    if buf[:5] != MAGIC:
+        raise CorruptTractogramError(name, 0, f"not a TRK file (magic {bytes(buf[:5])!r}, expected {MAGIC!r})")
+    rec = np.frombuffer(buf[:HEADER_SIZE], dtype=header_2_dtype)[0]
+    endian = "<" if np.little_endian else ">"  # nibabel's header_2_dtype is native
+    if rec["hdr_size"] != HEADER_SIZE:
+        rec = np.frombuffer(buf[:HEADER_SIZE], dtype=header_2_dtype.newbyteorder())[0]
+        endian = ">" if endian == "<" else "<"
+        if rec["hdr_size"] != HEADER_SIZE:
+            raise CorruptTractogramError(name, 996, f"hdr_size is not {HEADER_SIZE} in either byte order")
+    fields = {key: rec[key] for key in header_2_dtype.names}
+    version = int(fields["version"])
+    if version not in (1, 2, 3):
+        raise CorruptTractogramError(name, 992, f"unsupported TRK version {version}")
+    vox_to_ras = np.array(fields["voxel_to_rasmm"], dtype=np.float32)
+    if version == 1 or vox_to_ras[3, 3] == 0:
+        vox_to_ras = np.eye(4, dtype=np.float32)  # not recorded: identity, as nibabel does
+    if None in aff2axcodes(vox_to_ras):
+        raise CorruptTractogramError(name, 440, f"invalid vox_to_ras affine {vox_to_ras.tolist()}")
+    fields["voxel_to_rasmm"] = vox_to_ras
+    if fields["voxel_order"] == b"":
+        fields["voxel_order"] = b"LPS"  # TrackVis's default, as nibabel assumes
+    n_scalars, n_properties = int(fields["nb_scalars_per_point"]), int(fields["nb_properties_per_streamline"])
+    if not (0 <= n_scalars <= 10 and 0 <= n_properties <= 10):
+        raise CorruptTractogramError(name, 36, f"n_scalars={n_scalars}, n_properties={n_properties} (0-10 allowed)")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        to_rasmm = get_affine_trackvis_to_rasmm(fields)
+    fields["_endianness"] = endian
+    fields["_voxmm_to_rasmm"] = to_rasmm
+    count = int(fields["nb_streamlines"])
+    return TractogramHeader(
+        format="trk",
+        voxel_to_rasmm=vox_to_ras.astype(np.float64),
+        nb_streamlines=count if count > 0 else None,
+        data_offset=HEADER_SIZE,
+        scalar_names=_names(fields["scalar_name"], n_scalars),
+        property_names=_names(fields["property_name"], n_properties),
+        fields=fields,
+    )
+
+
+def _names(raw: np.ndarray, n: int) -> tuple[str, ...]:
+    """One name per column: TRK packs ``name\\0<count>`` for a name that covers several columns."""
+    names: list[str] = []
+    for encoded in raw:
+        if len(names) >= n:
+            break
+        raw_name = bytes(encoded)
+        if not raw_name.strip(b"\0"):
+            continue
+        name, count = decode_value_from_name(raw_name)
+        names.extend([name] * max(count, 1))
+    names.extend([""] * (n - len(names)))
+    return tuple(names[:n])
+
+
+class TrkReader:
+    """Stream the streamlines of a TRK file as :class:`StreamlineChunk` objects in RAS+ mm.
+
+    Parameters
+    ----------
+    fileobj
+        Binary file object; read from its position (the header's start unless ``header`` is given,
+        in which case it must be at the first record).
+    name
+        Used in error messages (a path or shard name).
+    header
+        An already-parsed header (for bodies that follow a global header elsewhere).
+    ignore_count
+        Read to the end even if the header's ``n_count`` is set (a header describing more than
+        this stream, e.g. a global header in front of one group of shards).
+    stop
+        Stop at this many bytes from the first record (None: end of file).
+    chunk_bytes
+        Bytes read and parsed at a time.
+    """
+
+    def __init__(
+        self,
+        fileobj: BinaryIO,
+        name: str = "<file>",
+        *,
+        header: TractogramHeader | None = None,
+        ignore_count: bool = False,
+        stop: int | None = None,
+        chunk_bytes: int = 8 * 2**20,
+    ) -> None:
+        self.fileobj = fileobj
+        self.name = name
+        self.header = header if header is not None else read_trk_header(fileobj, name)
+        self.limit = None if ignore_count else self.header.nb_streamlines
+        self.stop = stop
+        self.chunk_bytes = max(int(chunk_bytes), 64)
+
+    def __iter__(self) -> Iterator[StreamlineChunk]:
+        fields = self.header.fields
+        order = fields["_endianness"]
+        n_scalars, n_properties = len(self.header.scalar_names), len(self.header.property_names)
+        stride = 3 + n_scalars
+        left = self.limit if self.limit is not None else -1  # streamlines still to read (-1: no limit)
+        position = self.header.data_offset  # byte offset of ``carry`` in the file, for messages
+        remaining = self.stop
+        carry = b""
+        while left != 0:
+            want = self.chunk_bytes if remaining is None else min(self.chunk_bytes, remaining)
+            buf = bytearray(len(carry) + want)  # the new bytes land right after the carried ones
+            buf[: len(carry)] = carry
+            got = readinto_full(self.fileobj, memoryview(buf)[len(carry) :]) if want > 0 else 0
+            if remaining is not None:
+                remaining -= got
+            eof = got < want or remaining == 0
+            if got < want:
+                buf = memoryview(buf)[: len(carry) + got]
+            ints = np.frombuffer(buf, dtype=order + "i4", count=len(buf) // 4)
+            if not ints.dtype.isnative:
+                ints = ints.astype(np.int32)  # the other byte order: swap once for the hop
+            starts, counts, end_word = _hop(memoryview(ints), stride, n_properties, left, self.name, position)
+            if starts:
+                yield self._chunk(buf, order, starts, counts, stride, n_scalars, n_properties)
+                if left > 0:
+                    left -= len(starts)
+            consumed = end_word * 4
+            position += consumed
+            carry = bytes(buf[consumed:])
+            if eof:
+                if carry and left != 0:
+                    raise CorruptTractogramError(
+                        self.name, position, f"truncated record: {len(carry)} bytes left after the last whole streamline"
+                    )
+                return
+
+    def _chunk(
+        self, buf: bytes, order: str, starts: list[int], counts: list[int], stride: int, n_scalars: int, n_props: int
+    ) -> StreamlineChunk:
+        starts_a = np.asarray(starts, dtype=np.int64)
+        lengths = np.asarray(counts, dtype=np.int64)
+        end = int(starts_a[-1] + 1 + lengths[-1] * stride + n_props)
+        floats = np.frombuffer(buf, dtype=order + "f4", count=end)
+        keep = np.ones(end, dtype=bool)  # every word but the counts (and properties) is a point row word
+        keep[starts_a] = False
+        props = None
+        if n_props:
+            prop_words = (starts_a + 1 + lengths * stride)[:, None] + np.arange(n_props)
+            keep[prop_words] = False
+            props = floats[prop_words].astype(np.float32)
+        rows = floats[keep].astype(np.float32, copy=False).reshape(-1, stride)
+        points = rows if not n_scalars else np.ascontiguousarray(rows[:, :3])
+        scalars = np.ascontiguousarray(rows[:, 3:]) if n_scalars else None
+        if len(points):
+            points = _to_rasmm(self.header.fields["_voxmm_to_rasmm"], points)
+        return StreamlineChunk(points, lengths, scalars, props)
+
+
+def _to_rasmm(affine: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """``nibabel.affines.apply_affine`` (the same float32 product, so the same bits), without its in-place copy."""
+    out = points @ affine[:3, :3].T
+    out += affine[:3, 3]
+    return out
+
+
+def _hop(
+    ints: memoryview, stride: int, n_props: int, left: int, name: str, position: int
+) -> tuple[list[int], list[int], int]:
+    """Find whole records from word 0: their start words, point counts, and the word after the last."""
+    starts: list[int] = []
+    counts: list[int] = []
+    add_start, add_count = starts.append, counts.append
+    i, n_words, extra = 0, len(ints), 1 + n_props
+    budget = left if left >= 0 else n_words + 1
+    while i < n_words and budget:
+        n = ints[i]
+        if n < 0 or n > MAX_POINTS:
+            raise CorruptTractogramError(name, position + 4 * i, f"absurd point count {n} in a record header")
+        end = i + extra + n * stride
+        if end > n_words:
+            break
+        add_start(i)
+        add_count(n)
+        i = end
+        budget -= 1
+    return starts, counts, i

@@ -1,0 +1,302 @@
+"""``read_tractogram``: TRK/TCK streamlines from S3 (rolling prefetch) or local files into Dask.
+
+Layouts and how they become partitions:
+
+* **Global header + bodies** (TRK): a list whose first object is a lone header and whose other
+  objects each start with ``header_bytes`` bytes to skip (given, or detected: a 1000-byte TRK
+  header object followed by TRK shards). Each partition reads a contiguous group of shards as one
+  rolling-prefetched stream ``[global header, *group]`` with ``header_bytes``, exactly as
+  ``S3PrefetchFileSystem.open`` does; shards must start at record boundaries.
+* **Complete files** (TRK or TCK): a list of files each with its own header; each partition
+  reads a contiguous group of them.
+* **One TCK file**: split into byte ranges that resynchronise at NaN rows, one per partition.
+* **One TRK file**: TRK has no sync marker, so it is read as one stream (one partition). Shard it
+  (``dask-prefetch`` reads shards in parallel) to spread one tractogram over a cluster.
+"""
+
+from __future__ import annotations
+
+import builtins
+import io
+from dataclasses import dataclass, replace
+from typing import Any, Callable, Iterator, Sequence
+
+import dask
+import dask.array as da
+import dask.bag as db
+import numpy as np
+from fsspec.asyn import sync
+from fsspec.core import url_to_fs
+
+from .filesystem import S3PrefetchFileSystem
+from .streamlines import StreamlineChunk, TractogramHeader, detect_format
+from .streamlines.tck import TckReader, read_tck_header, tck_byte_ranges
+from .streamlines.reading import read_full
+from .streamlines.trk import HEADER_SIZE, TrkReader, parse_trk_header
+
+_PROBE_BYTES = 64 * 1024  # enough for any TRK header and ordinary TCK headers
+
+
+@dataclass(frozen=True)
+class Partition:
+    """What one task reads: the objects of one stream and how to parse them.
+
+    ``kind`` is ``"bodies"`` (``paths[0]`` a global header, the rest read from ``header_bytes``),
+    ``"files"`` (complete files read one after the other) or ``"tck-range"`` (data bytes
+    ``[start, stop)`` of one TCK file).
+    """
+
+    kind: str
+    paths: tuple[str, ...]
+    header_bytes: int = 0
+    whole: bool = True  # the stream is the entire tractogram (a header count applies)
+    start: int = 0
+    stop: int = 0
+
+
+@dataclass(frozen=True)
+class _Opener:
+    """How tasks open files: through S3PrefetchFileSystem (rolling prefetch), or locally."""
+
+    fs: Any  # S3PrefetchFileSystem, or None for local files
+    open_kwargs: dict
+
+    def open(self, paths: Sequence[str], header_bytes: int = 0, offset: int = 0) -> Any:
+        """One stream over ``paths`` (``header_bytes`` skipped after the first), positioned at ``offset``."""
+        if self.fs is not None:
+            return self.fs.open(list(paths), header_bytes=header_bytes, offset=offset, **self.open_kwargs)
+        if len(paths) == 1:
+            f = builtins.open(paths[0], "rb")
+            f.seek(offset)
+            return f
+        return _LocalStream(paths, header_bytes)
+
+
+class _LocalStream:
+    """Local files read front to back as one stream, ``header_bytes`` skipped after the first."""
+
+    def __init__(self, paths: Sequence[str], header_bytes: int) -> None:
+        self._paths, self._header_bytes = list(paths), header_bytes
+        self._file = builtins.open(self._paths[0], "rb")
+        self._i = 0
+
+    def __enter__(self) -> "_LocalStream":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._file.close()
+
+    def read(self, n: int = -1) -> bytes:
+        out = bytearray()
+        while n < 0 or len(out) < n:
+            piece = self._file.read(-1 if n < 0 else n - len(out))
+            if piece:
+                out += piece
+                continue
+            if self._i + 1 == len(self._paths):
+                break
+            self._file.close()
+            self._i += 1
+            self._file = builtins.open(self._paths[self._i], "rb")
+            self._file.seek(self._header_bytes)
+        return bytes(out)
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        data = self.read(len(view))
+        view[: len(data)] = data
+        return len(data)
+
+
+def read_partition(part: Partition, opener: _Opener, header: TractogramHeader, chunk_bytes: int) -> StreamlineChunk:
+    """Parse one partition into one chunk of whole streamlines (runs in a task)."""
+    chunks: list[StreamlineChunk] = []
+    if part.kind == "bodies":
+        with opener.open(part.paths, part.header_bytes) as f:
+            chunks.extend(TrkReader(f, part.paths[0], ignore_count=not part.whole, chunk_bytes=chunk_bytes))
+    elif part.kind == "files":
+        for path in part.paths:
+            with opener.open([path]) as f:
+                fmt = detect_format(read_full(f, 13), path)
+                f.seek(0)
+                reader_cls = TrkReader if fmt == "trk" else TckReader
+                chunks.extend(reader_cls(f, path, chunk_bytes=chunk_bytes))
+    else:  # one byte range of one TCK file, whose header was parsed when the graph was built
+        with opener.open(part.paths, offset=part.start) as f:
+            reader = TckReader(f, part.paths[0], header=header, start=part.start, stop=part.stop, chunk_bytes=chunk_bytes)
+            chunks.extend(reader)
+    return StreamlineChunk.concat(chunks)
+
+
+class Tractogram:
+    """A lazily read tractogram: its header, and Dask collections over its streamlines.
+
+    Made by :func:`read_tractogram`. Each partition is one task reading one sequential stream.
+
+    Attributes
+    ----------
+    header : TractogramHeader
+        Format, ``voxel_to_rasmm``, ``nb_streamlines`` when the header knows it.
+    partitions : list of Partition
+        What each task reads.
+    """
+
+    def __init__(self, header: TractogramHeader, partitions: list[Partition], opener: _Opener, chunk_bytes: int):
+        self.header = header
+        self.partitions = partitions
+        self._opener = opener
+        self._chunk_bytes = chunk_bytes
+        name = f"read-tractogram-{dask.base.tokenize(partitions, header.format, chunk_bytes)}"
+        self._parts = [
+            dask.delayed(read_partition, pure=True)(p, opener, header, chunk_bytes, dask_key_name=(name, i))
+            for i, p in enumerate(partitions)
+        ]
+
+    def __repr__(self) -> str:
+        n = self.header.nb_streamlines
+        return f"<Tractogram {self.header.format.upper()} npartitions={self.npartitions} streamlines={n if n is not None else '?'}>"
+
+    @property
+    def npartitions(self) -> int:
+        return len(self._parts)
+
+    def to_chunks(self) -> db.Bag:
+        """A bag with one :class:`StreamlineChunk` (flat points + lengths) per partition: the fast path."""
+        return db.from_delayed([dask.delayed(_as_list, pure=True)(p) for p in self._parts])
+
+    def map_chunks(self, func: Callable[[StreamlineChunk], Any]) -> db.Bag:
+        """``func(chunk)`` for every partition's chunk, as a bag of the results."""
+        return self.to_chunks().map(func)
+
+    def to_bag(self) -> db.Bag:
+        """A bag of streamlines: one float32 ``(n_points, 3)`` array each, in file order, RAS+ mm."""
+        return db.from_delayed([dask.delayed(StreamlineChunk.streamlines, pure=True)(p) for p in self._parts])
+
+    @property
+    def points(self) -> da.Array:
+        """All points, ``(total_points, 3)`` float32 (chunk sizes unknown until computed)."""
+        arrays = [
+            da.from_delayed(dask.delayed(_field, pure=True)(p, "points"), shape=(np.nan, 3), dtype=np.float32)
+            for p in self._parts
+        ]
+        return da.concatenate(arrays, axis=0) if arrays else da.empty((0, 3), dtype=np.float32)
+
+    @property
+    def lengths(self) -> da.Array:
+        """Points per streamline, int64 (chunk sizes unknown until computed)."""
+        arrays = [
+            da.from_delayed(dask.delayed(_field, pure=True)(p, "lengths"), shape=(np.nan,), dtype=np.int64)
+            for p in self._parts
+        ]
+        return da.concatenate(arrays, axis=0) if arrays else da.empty((0,), dtype=np.int64)
+
+
+def _field(chunk: StreamlineChunk, name: str) -> np.ndarray:
+    return getattr(chunk, name)
+
+
+def _as_list(chunk: StreamlineChunk) -> list[StreamlineChunk]:
+    return [chunk]
+
+
+def read_tractogram(
+    paths: str | Sequence[str],
+    *,
+    header_bytes: int | None = None,
+    storage_options: dict | None = None,
+    block_size: int | str | None = None,
+    prefetch_storage: Sequence[tuple[str, float]] | None = None,
+    chunk_size: int = 8 * 2**20,
+    npartitions: int | None = None,
+) -> Tractogram:
+    """Open a TRK or TCK tractogram (one file, a list, or a glob; ``s3://`` or local) for Dask.
+
+    Parameters
+    ----------
+    paths
+        A path, a glob, or a list of paths in order.
+    header_bytes
+        The first path is a global header and every later one starts with this many bytes to skip
+        (as in ``S3PrefetchFileSystem.open``). None: detect a lone 1000-byte TRK header in front
+        of TRK shards; otherwise each path is a complete file.
+    storage_options
+        For ``S3PrefetchFileSystem`` (``endpoint_url``, ``anon``, ``key``, ...).
+    block_size, prefetch_storage
+        Passed to ``S3PrefetchFileSystem.open`` by every task.
+    chunk_size
+        Bytes parsed at a time by the readers.
+    npartitions
+        Tasks to split the work into (default: one per shard; for one TCK file, one per ~256 MiB).
+
+    Returns
+    -------
+    Tractogram
+    """
+    path_list = [paths] if isinstance(paths, str) else list(paths)
+    if not path_list:
+        raise ValueError("read_tractogram needs at least one path")
+    fs, _ = url_to_fs(path_list[0], **(storage_options or {}))
+    if "s3" in fs.protocol:
+        fs = S3PrefetchFileSystem(**(storage_options or {}))
+        opener = _Opener(fs, {"block_size": block_size, "prefetch_storage": prefetch_storage})
+    else:
+        opener = _Opener(None, {})
+    expanded = []
+    for p in path_list:
+        found = sorted(fs.glob(p)) if any(c in p for c in "*?[") else [fs._strip_protocol(p)]
+        if not found:
+            raise FileNotFoundError(f"no file matches {p!r}")
+        expanded.extend(found)
+    sizes = _sizes(fs, expanded)
+    lone = [i for i, size in enumerate(sizes) if size == HEADER_SIZE]
+    if len(path_list) == 1 and len(expanded) > 1 and len(lone) == 1 and header_bytes is None:
+        i = lone[0]  # a glob matched a lone header and its shards: the header goes first, whatever its name
+        expanded.insert(0, expanded.pop(i))
+        sizes.insert(0, sizes.pop(i))
+    probe = fs.cat_file(expanded[0], start=0, end=min(sizes[0], _PROBE_BYTES))
+    fmt = detect_format(probe, expanded[0])
+    if header_bytes is None and fmt == "trk" and len(expanded) > 1 and sizes[0] == HEADER_SIZE:
+        header_bytes = HEADER_SIZE  # a lone TRK header in front of TRK shards
+    if header_bytes is not None and len(expanded) > 1:
+        if fmt != "trk":
+            raise ValueError("header_bytes with a global header is supported for TRK shards only")
+        header = parse_trk_header(probe, expanded[0])
+        groups = _groups(expanded[1:], sizes[1:], npartitions)
+        parts = [Partition("bodies", (expanded[0], *g), header_bytes, whole=len(groups) == 1) for g in groups]
+    elif len(expanded) > 1:
+        header = _header(fmt, probe, expanded[0])
+        header = replace(header, nb_streamlines=None)  # the first file's count is not the whole's
+        parts = [Partition("files", tuple(g)) for g in _groups(expanded, sizes, npartitions)]
+    elif fmt == "tck":
+        header = _header(fmt, probe, expanded[0])
+        n = npartitions or max(1, sizes[0] // (256 * 2**20))
+        parts = [Partition("tck-range", (expanded[0],), start=a, stop=b) for a, b in tck_byte_ranges(header, sizes[0], n)]
+    else:
+        header = _header(fmt, probe, expanded[0])
+        parts = [Partition("files", (expanded[0],))]
+    return Tractogram(header, parts, opener, int(chunk_size))
+
+
+def _sizes(fs: Any, paths: list[str]) -> list[int]:
+    """Object sizes, fetched concurrently from S3 (one round trip, not one per shard)."""
+    if isinstance(fs, S3PrefetchFileSystem):
+        return [int(info["size"]) for info in sync(fs.loop, fs._pin_objects, paths)]
+    return [fs.size(p) for p in paths]
+
+
+def _header(fmt: str, probe: bytes, name: str) -> TractogramHeader:
+    if fmt == "trk":
+        return parse_trk_header(probe, name)
+    return read_tck_header(io.BytesIO(probe), name)
+
+
+def _groups(paths: list[str], sizes: list[int], n: int | None) -> list[list[str]]:
+    """``n`` contiguous, non-empty groups of paths (default: one per path), balanced by bytes."""
+    n = max(1, min(n or len(paths), len(paths)))
+    cumulative = np.cumsum(sizes)
+    cuts = [0]
+    for k in range(1, n):
+        cut = int(np.searchsorted(cumulative, cumulative[-1] * k / n, side="right"))
+        cuts.append(min(max(cut, cuts[-1] + 1), len(paths) - (n - k)))
+    cuts.append(len(paths))
+    return [paths[a:b] for a, b in zip(cuts, cuts[1:])]

@@ -1,0 +1,149 @@
+"""read_tractogram: sharded and whole TRK/TCK, from a real S3 server and from local files, into Dask."""
+
+from __future__ import annotations
+
+import io
+import os
+
+import dask
+import numpy as np
+import pytest
+from conftest import BUCKET
+from distributed import Client, LocalCluster
+from nibabel.streamlines import TckFile, Tractogram, TrkFile
+
+from dask_prefetch import read_tractogram
+from dask_prefetch.streamlines import CorruptTractogramError
+
+HEADER = 1000
+
+
+def random_walks(n: int, seed: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [np.cumsum(rng.normal(0, 1, (k, 3)), axis=0).astype(np.float32) + 40 for k in rng.integers(2, 60, n)]
+
+
+def encode(fmt: str, streamlines: list[np.ndarray]) -> bytes:
+    buf = io.BytesIO()
+    cls = TrkFile if fmt == "trk" else TckFile
+    cls(Tractogram(streamlines, affine_to_rasmm=np.eye(4))).save(buf)
+    return buf.getvalue()
+
+
+def decode(data: bytes) -> list[np.ndarray]:
+    """What nibabel reads from the same bytes: the reference."""
+    cls = TrkFile if data[:5] == b"TRACK" else TckFile
+    return list(cls.load(io.BytesIO(data), lazy_load=False).streamlines)
+
+
+@pytest.fixture(scope="module")
+def shards() -> list[list[np.ndarray]]:
+    return [random_walks(n, seed) for seed, n in enumerate([150, 80, 1, 220, 60])]
+
+
+def layout(kind: str, shards: list[list[np.ndarray]]) -> tuple[dict[str, bytes], list[np.ndarray]]:
+    """Objects by name, and the streamlines nibabel reads from them, for each way of storing a tractogram."""
+    if kind == "global-header":
+        bodies = [encode("trk", s) for s in shards]
+        header = bytearray(bodies[0][:HEADER])
+        header[988:992] = np.int32(0).tobytes()  # n_count 0: to the end
+        objects = {"hydi.trk": bytes(header)} | {f"hydi.pt{i:03d}": b for i, b in enumerate(bodies)}
+        expected = decode(bytes(header) + b"".join(b[HEADER:] for b in bodies))
+    elif kind in ("trk-files", "tck-files"):
+        fmt = kind[:3]
+        objects = {f"part{i:03d}.{fmt}": encode(fmt, s) for i, s in enumerate(shards)}
+        expected = [s for data in objects.values() for s in decode(data)]
+    else:  # one file
+        fmt = kind[-3:]
+        objects = {f"whole.{fmt}": encode(fmt, [s for shard in shards for s in shard])}
+        expected = decode(next(iter(objects.values())))
+    return objects, expected
+
+
+def check(tg, expected: list[np.ndarray], scheduler="sync") -> None:
+    points, lengths, bag = dask.compute(tg.points, tg.lengths, tg.to_bag(), scheduler=scheduler)
+    assert len(bag) == len(expected) == len(lengths)
+    np.testing.assert_array_equal(lengths, [len(s) for s in expected])
+    np.testing.assert_array_equal(points, np.concatenate(expected) if expected else np.empty((0, 3), np.float32))
+    for got, want in zip(bag, expected):
+        np.testing.assert_array_equal(got, want)
+        assert got.dtype == np.float32
+
+
+KINDS = ["global-header", "trk-files", "tck-files", "whole-trk", "whole-tck"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("npartitions", [None, 2])
+def test_from_s3_equals_nibabel(raw_fs, storage_options, tiers, shards, kind, npartitions):
+    objects, expected = layout(kind, shards)
+    for name, data in objects.items():
+        raw_fs.pipe(f"{BUCKET}/{name}", data)
+    tg = read_tractogram(
+        [f"s3://{BUCKET}/{name}" for name in objects],
+        storage_options=storage_options,
+        block_size=16 * 1024,
+        prefetch_storage=tiers(1),
+        npartitions=npartitions,
+        chunk_size=4096,  # small reads: records straddle chunks, blocks and shards
+    )
+    if npartitions == 2 and kind != "whole-trk":
+        assert tg.npartitions == 2
+    check(tg, expected)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_from_local_files_equals_nibabel(tmp_path, shards, kind):
+    objects, expected = layout(kind, shards)
+    for name, data in objects.items():
+        (tmp_path / name).write_bytes(data)
+    tg = read_tractogram([str(tmp_path / name) for name in objects], npartitions=3, chunk_size=1000)
+    check(tg, expected)
+
+
+def test_glob_detects_a_global_header_and_reads_on_a_cluster(raw_fs, storage_options, tiers, shards):
+    objects, expected = layout("global-header", shards)
+    for name, data in objects.items():
+        raw_fs.pipe(f"{BUCKET}/hydi/{name}", data)
+    tg = read_tractogram(
+        f"s3://{BUCKET}/hydi/hydi.*", storage_options=storage_options, prefetch_storage=tiers(4), block_size=64 * 1024
+    )
+    assert tg.header.format == "trk" and tg.npartitions == len(shards)
+    np.testing.assert_array_equal(tg.header.voxel_to_rasmm, np.eye(4))
+    with LocalCluster(n_workers=2, threads_per_worker=2, processes=False, dashboard_address=":0") as cluster:
+        with Client(cluster):
+            check(tg, expected, scheduler=None)
+            sizes = tg.map_chunks(len).compute()
+    assert sizes == [len(s) for s in shards]
+
+
+def test_header_bytes_given_explicitly(raw_fs, storage_options, tiers, shards):
+    objects, expected = layout("global-header", shards)
+    for name, data in objects.items():
+        raw_fs.pipe(f"{BUCKET}/{name}", data)
+    paths = [f"{BUCKET}/{name}" for name in objects]
+    tg = read_tractogram(["s3://" + p for p in paths], header_bytes=HEADER, storage_options=storage_options,
+                         prefetch_storage=tiers(1), block_size=64 * 1024, npartitions=1)
+    assert tg.npartitions == 1
+    check(tg, expected)
+
+
+def test_a_truncated_shard_names_the_shard_and_offset(raw_fs, storage_options, tiers, shards):
+    objects, _ = layout("trk-files", shards)
+    names = list(objects)
+    objects[names[1]] = objects[names[1]][:-10]
+    for name, data in objects.items():
+        raw_fs.pipe(f"{BUCKET}/{name}", data)
+    tg = read_tractogram([f"s3://{BUCKET}/{n}" for n in names], storage_options=storage_options,
+                         prefetch_storage=tiers(1), block_size=64 * 1024)
+    with pytest.raises(CorruptTractogramError, match=rf"{BUCKET}/{names[1]}: at byte \d+: truncated"):
+        tg.lengths.compute(scheduler="sync")
+
+
+def test_not_a_tractogram(tmp_path):
+    path = tmp_path / "notes.txt"
+    path.write_bytes(b"hello, world" * 10)
+    with pytest.raises(CorruptTractogramError, match="neither a TRK nor a TCK"):
+        read_tractogram(str(path))
+    with pytest.raises(FileNotFoundError, match="no file matches"):
+        read_tractogram(os.path.join(str(tmp_path), "*.trk"))
