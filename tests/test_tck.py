@@ -18,7 +18,14 @@ from dask_prefetch.streamlines.errors import CorruptTractogramError
 from dask_prefetch.streamlines.tck import TckReader, read_tck_header, tck_byte_ranges
 
 DATA = Path(nibabel.__file__).parent / "tests" / "data"
-GOOD = ["standard.tck", "simple.tck", "simple_big_endian.tck", "matlab_nan.tck", "multiline_header_field.tck", "empty.tck"]
+GOOD = [
+    "standard.tck",
+    "simple.tck",
+    "simple_big_endian.tck",
+    "matlab_nan.tck",
+    "multiline_header_field.tck",
+    "empty.tck",
+]
 BAD = ["no_magic_number.tck", "no_header_end.tck", "no_header_end_eof.tck"]
 NAN = np.full((1, 3), np.nan, np.float32)
 INF = np.full((1, 3), np.inf, np.float32)
@@ -64,7 +71,9 @@ def nibabel_tck(streamlines: list[np.ndarray], big_endian: bool = False) -> byte
     return head + np.frombuffer(raw[offset:], "<f4").astype(">f4").tobytes()
 
 
-def raw_tck(body: list[np.ndarray], header: str = "datatype: Float32LE", end: bytes = b"END\n", order: str = "<") -> bytes:
+def raw_tck(
+    body: list[np.ndarray], header: str = "datatype: Float32LE", end: bytes = b"END\n", order: str = "<"
+) -> bytes:
     """A TCK from raw rows (``body`` is stacked as is: include NaN/Inf rows yourself)."""
     rows = np.concatenate(body) if body else np.empty((0, 3), np.float32)
     head = f"mrtrix tracks\n{header}\nfile: . 0000\n".encode() + end
@@ -153,7 +162,8 @@ def test_read_only_file_object():
 @pytest.mark.parametrize("chunk_bytes", [12, 36, 100])
 def test_empty_streamlines_skipped_like_nibabel(chunk_bytes):
     walks = random_walks(4, 5)
-    body = [NAN, NAN, walks[0], NAN, NAN, NAN, walks[1], NAN, walks[2], NAN, NAN, walks[3], NAN, walks[4], NAN, NAN, INF]
+    w0, w1, w2, w3, w4 = walks
+    body = [NAN, NAN, w0, NAN, NAN, NAN, w1, NAN, w2, NAN, NAN, w3, NAN, w4, NAN, NAN, INF]
     raw = raw_tck(body)
     expected = TckFile.load(io.BytesIO(raw)).streamlines
     assert len(expected) == 5
@@ -186,10 +196,16 @@ def test_reiterating_and_interleaving():
     assert_same(StreamlineChunk.concat(list(b)), TckFile.load(io.BytesIO(raw)).streamlines)
 
 
-def test_data_after_the_inf_row_is_ignored():
+def test_data_after_the_inf_row_is_corrupt():
     walks = random_walks(6, 3)
-    raw = raw_tck([*with_nan(walks), INF, walks[0], NAN]) + b"junk"
-    assert_same(read_all(io.BytesIO(raw), chunk_bytes=24), walks)
+    for tail in (b"junk", np.concatenate([walks[0], NAN]).tobytes()):
+        raw = raw_tck([*with_nan(walks), INF]) + tail
+        for chunk_bytes in (12, 24, 4096):
+            error = corrupt(raw, "data after the Inf row", chunk_bytes=chunk_bytes)
+            assert error.offset == len(raw) - len(tail)
+            for n in (2, 5):
+                with pytest.raises(CorruptTractogramError, match="data after the Inf row"):
+                    read_ranges(raw, n, chunk_bytes)
 
 
 # --- byte ranges -----------------------------------------------------------------------------------
@@ -202,7 +218,8 @@ def read_ranges(raw: bytes, n: int, chunk_bytes: int) -> StreamlineChunk:
     assert 1 <= len(ranges) <= n
     assert ranges[0][0] == header.data_offset and ranges[-1][1] == len(raw)
     assert all(a[1] == b[0] and (a[1] - header.data_offset) % 12 == 0 for a, b in zip(ranges, ranges[1:]))
-    chunks = [c for start, stop in ranges for c in TckReader(f, header=header, start=start, stop=stop, chunk_bytes=chunk_bytes)]
+    readers = [TckReader(f, header=header, start=start, stop=stop, chunk_bytes=chunk_bytes) for start, stop in ranges]
+    chunks = [c for reader in readers for c in reader]
     return StreamlineChunk.concat(chunks)
 
 
@@ -281,6 +298,10 @@ def test_missing_inf_row():
     corrupt(raw_tck(with_nan(walks)), "without the Inf row")  # nibabel: "Expecting end-of-file marker"
     corrupt(raw_tck([*with_nan(walks), walks[0]]), "without the Inf row")
     corrupt(raw_tck([]), "without the Inf row")
+    for raw in (raw_tck([]), raw_tck(with_nan(walks))):
+        for n in (1, 3):
+            with pytest.raises(CorruptTractogramError, match="without the Inf row"):
+                read_ranges(raw, n, 100)
     error = corrupt(raw_tck([*with_nan(walks), walks[0], INF]), "before the Inf row")
     assert error.offset == len(raw_tck([*with_nan(walks), walks[0]]))
 

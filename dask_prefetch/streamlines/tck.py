@@ -116,7 +116,8 @@ def read_tck_header(fileobj: BinaryIO, name: str = "<file>") -> TractogramHeader
         raise CorruptTractogramError(name, file_at, f"bad 'file' field {fields['file']!r} (want '. <offset>')")
     data_offset = base + int(parts[1])
     if data_offset < header_end:
-        raise CorruptTractogramError(name, file_at, f"data offset {data_offset} is inside the header (ends at {header_end})")
+        problem = f"data offset {data_offset} is inside the header (ends at {header_end})"
+        raise CorruptTractogramError(name, file_at, problem)
     size = fileobj.seek(0, os.SEEK_END)
     if data_offset > size:
         raise CorruptTractogramError(name, file_at, f"data offset {data_offset} is beyond the end of the file ({size})")
@@ -164,11 +165,12 @@ class TckReader:
 
     Notes
     -----
-    As in nibabel, empty streamlines (consecutive NaN rows) are skipped, and a file must end with
-    the Inf row: reaching EOF without it raises, even after whole streamlines. Unlike nibabel,
-    anything after the Inf row is ignored, and a row is a marker only if all three values are
-    NaN (or all Inf). Each iteration seeks to where it needs to read, so iterations may
-    interleave with other users of the file object.
+    As in nibabel, empty streamlines (consecutive NaN rows) are skipped, a row is a marker only
+    if all three values are NaN (or all Inf), and the data must end with exactly one Inf row:
+    EOF without it, a streamline not ended by a NaN row before it, or any byte after it raise
+    :class:`CorruptTractogramError` (so that byte-range readers agree with a whole-file reader on
+    every file). Each iteration seeks to where it reads, so it may interleave with other users
+    of the file object.
     """
 
     def __init__(
@@ -200,6 +202,8 @@ class TckReader:
     def __iter__(self) -> Iterator[StreamlineChunk]:
         first, stop = self._first, self._stop
         if stop is not None and first >= stop:
+            if first == 0 and not self._more(0):  # no data at all: nobody else will notice
+                raise CorruptTractogramError(self.name, self._at(0), "end of file without the Inf row")
             return
         syncing = first > 0
         row = first - 1 if syncing else first  # next row to read from the file
@@ -242,7 +246,8 @@ class TckReader:
             if not finished:
                 pending = rows[nan[-1] + 1 :] if len(nan) else rows
                 if len(pending) > MAX_POINTS:
-                    raise CorruptTractogramError(self.name, self._at(row - len(pending)), f"no NaN row in {MAX_POINTS} points")
+                    at = self._at(row - len(pending))
+                    raise CorruptTractogramError(self.name, at, f"no NaN row in {MAX_POINTS} points")
             if chunk is not None and len(chunk):
                 yield chunk
             if finished:  # the next streamline is not ours, but if it starts at EOF, the Inf row is missing

@@ -1,0 +1,126 @@
+"""The TRK reader against nibabel, on its shipped files and on synthetic tractograms; corrupt input."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from nibabel.streamlines import Tractogram, TrkFile
+
+from dask_prefetch.streamlines import CorruptTractogramError, StreamlineChunk, detect_format, open_reader
+from dask_prefetch.streamlines.trk import TrkReader, read_trk_header
+
+DATA = Path(nib.__file__).parent / "tests" / "data"
+SHIPPED = ["standard.trk", "standard.LPS.trk", "simple.trk", "complex.trk", "complex_big_endian.trk", "empty.trk"]
+
+
+class ShortReads(io.BytesIO):
+    """A file object whose reads return at most 7 bytes."""
+
+    def read(self, n=-1):
+        return super().read(7 if n is None or n < 0 else min(n, 7))
+
+    def readinto(self, b):
+        return super().readinto(memoryview(b)[:7])
+
+
+def read_all(fileobj, **kwargs) -> StreamlineChunk:
+    return StreamlineChunk.concat(list(TrkReader(fileobj, "test.trk", **kwargs)))
+
+
+def assert_same_as_nibabel(chunk: StreamlineChunk, reference) -> None:
+    assert len(chunk) == len(reference.streamlines)
+    assert chunk.points.dtype == np.float32 and chunk.points.shape == (chunk.lengths.sum(), 3)
+    np.testing.assert_array_equal(chunk.points, reference.streamlines.get_data().reshape(-1, 3))
+    np.testing.assert_array_equal(chunk.lengths, reference.streamlines._lengths)
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+@pytest.mark.parametrize("chunk_bytes", [64, 1000, 8 << 20])
+def test_shipped_files_equal_nibabel(name, chunk_bytes):
+    reference = nib.streamlines.load(DATA / name)
+    with open(DATA / name, "rb") as f:
+        chunk = read_all(f, chunk_bytes=chunk_bytes)
+    assert_same_as_nibabel(chunk, reference)
+
+
+@pytest.mark.parametrize("name", ["complex.trk", "complex_big_endian.trk"])
+def test_scalars_and_properties(name):
+    reference = nib.streamlines.load(DATA / name)
+    with open(DATA / name, "rb") as f:
+        reader = TrkReader(f, name, chunk_bytes=100)
+        chunk = StreamlineChunk.concat(list(reader))
+    assert reader.header.scalar_names == ("colors", "colors", "colors", "fa")
+    assert reader.header.property_names[:3] == ("mean_colors", "mean_colors", "mean_colors")
+    per_point = reference.tractogram.data_per_point
+    np.testing.assert_array_equal(chunk.scalars[:, :3], per_point["colors"].get_data())
+    np.testing.assert_array_equal(chunk.scalars[:, 3:], per_point["fa"].get_data())
+    per_streamline = reference.tractogram.data_per_streamline
+    np.testing.assert_array_equal(chunk.properties[:, :3], per_streamline["mean_colors"])
+    np.testing.assert_array_equal(chunk.properties[:, 4:5], per_streamline["mean_torsion"])
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**16), n=st.integers(0, 60), chunk_bytes=st.integers(1, 5000))
+def test_synthetic_tractograms_in_any_chunking(seed, n, chunk_bytes):
+    rng = np.random.default_rng(seed)
+    streamlines = [rng.normal(0, 20, (k, 3)).astype(np.float32) for k in rng.integers(0, 40, n)]
+    buf = io.BytesIO()
+    TrkFile(Tractogram(streamlines, affine_to_rasmm=np.eye(4))).save(buf)
+    data = buf.getvalue()
+    reference = TrkFile.load(io.BytesIO(data), lazy_load=False)
+    assert_same_as_nibabel(read_all(io.BytesIO(data), chunk_bytes=chunk_bytes), reference)
+
+
+def test_short_reads_are_not_mistaken_for_eof():
+    data = (DATA / "standard.trk").read_bytes()
+    assert_same_as_nibabel(read_all(ShortReads(data), chunk_bytes=1 << 20), nib.streamlines.load(DATA / "standard.trk"))
+
+
+def test_n_count_limits_the_streamlines_and_zero_means_to_the_end():
+    data = bytearray((DATA / "standard.trk").read_bytes())
+    data[988:992] = np.int32(5).tobytes()
+    assert len(read_all(io.BytesIO(bytes(data)))) == 5
+    assert len(read_all(io.BytesIO(bytes(data)), ignore_count=True)) == 120
+    data[988:992] = np.int32(0).tobytes()
+    header = read_trk_header(io.BytesIO(bytes(data)))
+    assert header.nb_streamlines is None and len(read_all(io.BytesIO(bytes(data)))) == 120
+
+
+def test_a_body_after_a_header_parsed_elsewhere():
+    data = (DATA / "standard.trk").read_bytes()
+    header = read_trk_header(io.BytesIO(data[:1000]))
+    chunk = StreamlineChunk.concat(list(TrkReader(io.BytesIO(data[1000:]), "body", header=header)))
+    assert_same_as_nibabel(chunk, nib.streamlines.load(DATA / "standard.trk"))
+
+
+def test_detection_by_magic_number_not_extension():
+    with open(DATA / "standard.trk", "rb") as f:
+        assert detect_format(f.read(13)) == "trk"
+        f.seek(0)
+        assert open_reader(f, "tractogram.bin").header.format == "trk"
+    with open(DATA / "standard.tck", "rb") as f:
+        assert detect_format(f.read(13)) == "tck"
+
+
+@pytest.mark.parametrize(
+    "corrupt, match",
+    [
+        (lambda d: d[:500], r"at byte 500: TRK header needs 1000 bytes"),
+        (lambda d: b"TRICK" + d[5:], r"at byte 0: not a TRK file"),
+        (lambda d: d[:996] + np.int32(999).tobytes() + d[1000:], r"at byte 996: hdr_size"),
+        (lambda d: d[:-6], r"at byte \d+: truncated record"),
+        (lambda d: d[:1000] + np.int32(2**30).tobytes() + d[1004:], r"at byte 1000: absurd point count 1073741824"),
+        (lambda d: d[:1000] + np.int32(-3).tobytes() + d[1004:], r"at byte 1000: absurd point count -3"),
+    ],
+)
+def test_corrupt_input_names_file_and_offset(corrupt, match):
+    data = (DATA / "standard.trk").read_bytes()
+    with pytest.raises(CorruptTractogramError, match=rf"^test.trk: {match}"):
+        read_all(io.BytesIO(corrupt(data)))
+    assert issubclass(CorruptTractogramError, ValueError)
