@@ -311,6 +311,8 @@ def test_bad_header_values():
     corrupt(raw_tck([INF], header="datatype: Int32"), "unsupported datatype")
     corrupt(raw_tck([INF], end=b"EN\n"), "END")
     corrupt(raw_tck([INF]).replace(b"mrtrix tracks", b"mrtrix trucks"), "not a TCK file")
+    corrupt(raw_tck([INF]).replace(b"mrtrix tracks", b"mrtrix tracks2"), "first line is not")
+    corrupt(b"mrtrix", "not a TCK file")
     corrupt(raw_tck([INF]).replace(b"file: . ", b"fill: . "), "no 'file")
     corrupt(raw_tck([INF]).replace(b"file: . ", b"file: x "), "bad 'file' field")
     corrupt(raw_tck([INF]).replace(b"file: . 00", b"file: . 99"), "beyond the end of the file")

@@ -74,12 +74,14 @@ def read_tck_header(fileobj: BinaryIO, name: str = "<file>") -> TractogramHeader
             more = read_full(fileobj, request)
             eof = len(more) < request
             buf += more
-            if pos == 0 and (len(buf) >= len(MAGIC) + 1 or eof) and not _magic_ok(buf, eof):
+            if pos == 0 and not buf.startswith(MAGIC):  # fail fast on a file of another kind
                 raise CorruptTractogramError(name, base, f"not a TCK file (starts with {bytes(buf[:16])!r})")
             continue
         end = len(buf) if nl < 0 else nl + 1
         raw, at, pos = bytes(buf[pos:end]), base + pos, end
-        if at == base:  # the magic line, already checked
+        if at == base:
+            if raw.rstrip() != MAGIC:
+                raise CorruptTractogramError(name, base, f"first line is not {MAGIC!r} but {raw[:40]!r}")
             continue
         if not raw:  # EOF
             raise CorruptTractogramError(name, at, "end of file before the header's END line")
@@ -133,14 +135,6 @@ def read_tck_header(fileobj: BinaryIO, name: str = "<file>") -> TractogramHeader
     )
 
 
-def _magic_ok(buf: bytearray, eof: bool) -> bool:
-    """Whether ``buf`` starts with the line ``mrtrix tracks`` (trailing blanks allowed)."""
-    nl = buf.find(b"\n")
-    if nl < 0:
-        return bytes(buf[: len(MAGIC) + 1]).rstrip() == MAGIC if eof else buf.startswith(MAGIC)
-    return bytes(buf[:nl]).rstrip() == MAGIC
-
-
 class TckReader:
     """Stream the streamlines of a TCK file as :class:`StreamlineChunk` objects (RAS+ mm).
 
@@ -156,8 +150,9 @@ class TckReader:
         the start of the file.
     start, stop
         The byte range of the data region this reader owns: it yields exactly the streamlines
-        whose first point row starts at a byte in ``[start, stop)`` (row boundaries counted from
-        ``data_offset``), reading past ``stop`` to finish the last one. None: ``data_offset`` and
+        whose first point row starts at a byte in ``[start, stop)`` (rows counted from
+        ``data_offset``, so an unaligned bound acts as the next row boundary), reading past ``stop``
+        to finish the last one. None: ``data_offset`` and
         the end of the data. A reader starting after ``data_offset`` resyncs on the first NaN row
         at or after the row just before ``start``.
     chunk_bytes
