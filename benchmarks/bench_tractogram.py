@@ -41,6 +41,7 @@ from importlib.metadata import version
 from typing import Callable
 
 import dask
+import dask.utils
 import numpy as np
 import s3fs
 from nibabel.streamlines import Tractogram, TrkFile
@@ -177,10 +178,14 @@ def main(argv: list[str] | None = None) -> dict:
 
         server_time = timed(download_everything_first(direct, in_flight=concurrency), keys, logical, 0)
         server_mibs = logical / MiB / server_time
-        tasks = min(2, args.shards)  # the threaded scheduler on 2 cores runs 2 partitions at once
-        ceiling = tasks * concurrency * args.bandwidth_mib
+        # One task per shard, 2 at a time (2 threads); a task's GETs in flight are capped by its parts.
+        tasks = min(2, args.shards)
+        part = dask.utils.parse_bytes(dask.config.get("dask-prefetch.part-size"))
+        per_task = min(concurrency, -(-max(sizes[1:]) // part))
+        ceiling = tasks * per_task * args.bandwidth_mib
         print(f"local server alone (no WAN, {concurrency} GETs in flight): {server_mibs:.0f} MiB/s; the WAN allows "
-              f"{args.bandwidth_mib:g} MiB/s per connection, {ceiling:.0f} MiB/s for {tasks} tasks x {concurrency} GETs")
+              f"{args.bandwidth_mib:g} MiB/s per connection: {ceiling:.0f} MiB/s for {tasks} tasks x {per_task} GETs "
+              f"(a shard is {per_task} parts of {part / MiB:g} MiB)")
 
         methods: dict[str, Callable[[list[str]], np.ndarray]] = {
             A: nibabel_over_s3fs(wan),
