@@ -220,7 +220,7 @@ def _find_records(
     record. Inputs with many such coordinates fall back to hopping word by word in Python.
     """
     n_words, extra = len(ints), 1 + n_props
-    candidates = np.flatnonzero((ints >= 0) & (ints <= MAX_POINTS))
+    candidates = np.flatnonzero(ints.view(ints.dtype.str.replace("i", "u")) <= MAX_POINTS)  # negatives wrap high
     found: list[np.ndarray] = []
     i, rounds = 0, 0
     while i < n_words and rounds < 8:
