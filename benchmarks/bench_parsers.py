@@ -31,8 +31,8 @@ import pstats
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from importlib.metadata import version
-from typing import Callable
 
 import numpy as np
 from nibabel.streamlines import ArraySequence, TckFile, Tractogram, TrkFile
