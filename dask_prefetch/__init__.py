@@ -6,6 +6,7 @@ The data path: S3 -> :mod:`.fetch` (ranged GETs) -> :mod:`.tiers` (local storage
 """
 
 from . import config  # registers the dask.config defaults
+from .cluster import PrefetchWorkerPlugin
 from .engine import EngineStats, PrefetchEngine
 from .file import PrefetchFile
 from .filesystem import S3PrefetchFileSystem
@@ -16,6 +17,7 @@ __all__ = [
     "EngineStats",
     "PrefetchEngine",
     "PrefetchFile",
+    "PrefetchWorkerPlugin",
     "S3PrefetchFileSystem",
     "TierSet",
     "Tractogram",

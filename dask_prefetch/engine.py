@@ -71,6 +71,13 @@ class EngineStats:
     stall_seconds: float = 0.0
     blocks_refetched: int = 0
     peak_in_flight: int = 0
+    bytes_served: int = 0  # bytes handed to the reader
+
+    def add(self, other: "EngineStats") -> None:
+        """Accumulate ``other`` (peaks take the maximum, the rest add up)."""
+        for key, value in vars(other).items():
+            mine = getattr(self, key)
+            setattr(self, key, max(mine, value) if key.startswith("peak") else mine + value)
 
 
 class PrefetchEngine:

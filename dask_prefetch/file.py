@@ -115,6 +115,7 @@ class PrefetchFile(io.RawIOBase):
                 raise OSError(f"{self.name}: block file shorter than expected at byte {self._pos}")
             total += got
             self._pos += got
+        self.stats.bytes_served += total
         return total
 
     def read(self, size: int | None = -1) -> bytes:
@@ -131,7 +132,9 @@ class PrefetchFile(io.RawIOBase):
             pieces.append(piece)
             self._pos += len(piece)
             size -= len(piece)
-        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+        data = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+        self.stats.bytes_served += len(data)
+        return data
 
     def readall(self) -> bytes:
         return self.read(-1)

@@ -9,6 +9,7 @@ import s3fs
 from fsspec.asyn import _run_coros_in_chunks, sync
 
 from . import config
+from .cluster.worker import current_worker_plugin
 from .engine import PrefetchEngine
 from .file import PrefetchFile
 from .layout import Layout
@@ -77,7 +78,8 @@ class S3PrefetchFileSystem(s3fs.S3FileSystem):
             Bytes per cached block (default ``dask-prefetch.block-size``, 32 MiB).
         prefetch_storage
             ``[(directory, MiB), ...]`` in descending priority; the highest tier fills first.
-            Default: ``dask-prefetch.storage``, else ``/dev/shm`` (or the temp dir) with
+            Default: inside a task on a worker with :class:`PrefetchWorkerPlugin`, the worker's
+            shared tiers; else ``dask-prefetch.storage``, else ``/dev/shm`` (or the temp dir) with
             ``dask-prefetch.default-budget``.
         header_bytes
             Bytes skipped at the start of every object after the first (the first is a global
@@ -132,7 +134,11 @@ class S3PrefetchFileSystem(s3fs.S3FileSystem):
         )
         block_bytes = config.get_bytes("block-size", block_size)
         part_bytes = min(config.get_bytes("part-size", part_size), block_bytes)
-        tiers = TierSet(prefetch_storage or config.default_storage())
+        worker_plugin = current_worker_plugin() if prefetch_storage is None else None
+        if worker_plugin is not None:
+            tiers = worker_plugin.tiers  # the worker's one budget, shared with its other tasks
+        else:
+            tiers = TierSet(prefetch_storage or config.default_storage())
         infos = sync(self.loop, self._pin_objects, paths)
         layout = Layout.from_objects(infos, header_bytes, block_bytes, part_bytes)
         largest = max((b.length for b in layout.blocks), default=0)
@@ -150,6 +156,8 @@ class S3PrefetchFileSystem(s3fs.S3FileSystem):
             read_timeout=config.get_seconds("read-timeout", read_timeout),
             start=layout.block_at(offset),
         )
+        if worker_plugin is not None:
+            worker_plugin.track(engine)
         f = PrefetchFile(self, paths, layout, engine, open_kwargs, position=offset)
         if "b" in mode:
             return f

@@ -1,0 +1,149 @@
+"""``PrefetchWorkerPlugin``: one cache budget per Dask worker, shared by every task's open files.
+
+Without the plugin each open file has a budget of its own, so a worker running 8 tasks holds 8
+budgets at once. With it, every ``S3PrefetchFileSystem`` file a task opens (without an explicit
+``prefetch_storage``) reserves its blocks from the worker's one :class:`~dask_prefetch.tiers.TierSet`,
+inside a private directory per worker that ``teardown`` removes (and that the next worker on the
+machine sweeps if this one was killed).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any, Sequence
+
+from distributed.diagnostics.plugin import WorkerPlugin
+
+from .. import config
+from ..engine import EngineStats
+from ..tiers import ScratchDirectory, TierSet
+
+if TYPE_CHECKING:
+    from ..engine import PrefetchEngine
+
+PLUGIN_NAME = "dask-prefetch"
+
+
+class PrefetchWorkerPlugin(WorkerPlugin):
+    """Own each worker's prefetch tiers and account for its prefetching.
+
+    Parameters
+    ----------
+    prefetch_storage
+        ``[(directory, MiB), ...]`` in descending priority, on the workers' machines: the budget of
+        each worker (not of each file). Default: ``dask-prefetch.storage`` or ``/dev/shm``.
+
+    Examples
+    --------
+    >>> client.register_plugin(PrefetchWorkerPlugin(prefetch_storage=[("/dev/shm", 2048)]))  # doctest: +SKIP
+
+    Notes
+    -----
+    Metrics appear in ``worker.metrics`` (and so on the scheduler and in the dashboard's workers
+    table): ``prefetch_bytes_fetched``, ``prefetch_bytes_served``, ``prefetch_requests``,
+    ``prefetch_stall_seconds``, ``prefetch_in_flight``, ``prefetch_open_files`` and
+    ``prefetch_tier{i}_bytes`` (bytes held per tier).
+    """
+
+    name = PLUGIN_NAME
+    idempotent = True
+
+    def __init__(self, prefetch_storage: Sequence[tuple[str, float]] | None = None) -> None:
+        if prefetch_storage is not None:
+            storage = []
+            for entry in prefetch_storage:
+                if not (isinstance(entry, (tuple, list)) and len(entry) == 2 and isinstance(entry[0], str)):
+                    raise TypeError(f"prefetch_storage entries are (directory, MiB) pairs, got {entry!r}")
+                if not isinstance(entry[1], (int, float)) or entry[1] <= 0:
+                    raise ValueError(f"prefetch_storage budget for {entry[0]!r} must be > 0 MiB, got {entry[1]!r}")
+                storage.append((entry[0], float(entry[1])))
+            if not storage:
+                raise ValueError("prefetch_storage must name at least one (directory, MiB) tier")
+            prefetch_storage = storage
+        self.prefetch_storage = prefetch_storage
+        self.tiers: TierSet | None = None
+        self._directories: list[ScratchDirectory] = []
+        self._engines: set[PrefetchEngine] = set()
+        self._finished = EngineStats()
+        self._lock = threading.Lock()
+
+    def __getstate__(self) -> dict:
+        return {"prefetch_storage": self.prefetch_storage}  # only the settings travel to the workers
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["prefetch_storage"])  # type: ignore[misc]
+
+    def setup(self, worker: Any) -> None:
+        storage = self.prefetch_storage or config.default_storage()
+        self._directories = [ScratchDirectory(directory) for directory, _ in storage]
+        self.tiers = TierSet([(d.path, mib) for d, (_, mib) in zip(self._directories, storage)])
+        for key, metric in self._metrics().items():
+            worker.metrics[key] = metric
+
+    def teardown(self, worker: Any) -> None:
+        """Stop every prefetching file of this worker and delete its directories."""
+        with self._lock:
+            engines, self._engines = list(self._engines), set()
+        for engine in engines:
+            engine.close()
+        for directory in self._directories:
+            directory.remove()
+        for key in self._metrics():
+            worker.metrics.pop(key, None)
+
+    def track(self, engine: PrefetchEngine) -> None:
+        """Count an engine drawing on this worker's tiers (its stats, its teardown)."""
+        with self._lock:
+            self._prune()
+            self._engines.add(engine)
+
+    def stats(self) -> EngineStats:
+        """Totals over every file this worker has opened."""
+        with self._lock:
+            self._prune()
+            total = EngineStats()
+            total.add(self._finished)
+            for engine in self._engines:
+                total.add(engine.stats)
+            return total
+
+    def in_flight(self) -> int:
+        """GETs in flight across the worker's open files."""
+        with self._lock:
+            return sum(engine.in_flight for engine in self._engines if not engine.closed)
+
+    def open_files(self) -> int:
+        """Prefetching files open on this worker now."""
+        with self._lock:
+            self._prune()
+            return len(self._engines)
+
+    def _prune(self) -> None:
+        for engine in [e for e in self._engines if e.closed]:
+            self._engines.discard(engine)
+            self._finished.add(engine.stats)
+
+    def _metrics(self) -> dict[str, Any]:
+        metrics: dict[str, Any] = {
+            "prefetch_bytes_fetched": lambda w: self.stats().bytes_fetched,
+            "prefetch_bytes_served": lambda w: self.stats().bytes_served,
+            "prefetch_requests": lambda w: self.stats().requests,
+            "prefetch_stall_seconds": lambda w: self.stats().stall_seconds,
+            "prefetch_in_flight": lambda w: self.in_flight(),
+            "prefetch_open_files": lambda w: self.open_files(),
+        }
+        for i in range(len(self._directories)):
+            metrics[f"prefetch_tier{i}_bytes"] = lambda w, i=i: self.tiers.tiers[i].used if self.tiers else 0
+        return metrics
+
+
+def current_worker_plugin() -> PrefetchWorkerPlugin | None:
+    """The plugin of the worker running the current task, or None (not in a task, or no plugin)."""
+    try:
+        from distributed import get_worker
+
+        worker = get_worker()
+    except (ImportError, ValueError):
+        return None
+    plugin = worker.plugins.get(PLUGIN_NAME)
+    return plugin if isinstance(plugin, PrefetchWorkerPlugin) and plugin.tiers is not None else None

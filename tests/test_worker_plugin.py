@@ -1,0 +1,103 @@
+"""PrefetchWorkerPlugin on a real LocalCluster: one budget per worker, metrics, teardown."""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import pytest
+from conftest import MiB, disk_usage, put_shards, wait_until
+from distributed import Client, LocalCluster
+
+from dask_prefetch import PrefetchWorkerPlugin, S3PrefetchFileSystem
+from dask_prefetch.cluster import current_worker_plugin
+
+
+def read_whole(fs: S3PrefetchFileSystem, path: str) -> int:
+    """A task: read one object through rolling prefetch, slowly enough for the window to fill."""
+    with fs.open(path, block_size=64 * 1024, part_size=32 * 1024) as f:
+        total = 0
+        while chunk := f.read(16 * 1024):
+            total += len(chunk)
+        return total
+
+
+@pytest.fixture
+def cluster():
+    with LocalCluster(n_workers=2, threads_per_worker=3, processes=False, dashboard_address=":0") as cluster:
+        with Client(cluster) as client:
+            yield client
+
+
+def worker_dirs(tier: str) -> list[str]:
+    return [e.path for e in os.scandir(tier) if e.name.startswith("dask-prefetch-")]
+
+
+def test_one_budget_per_worker_shared_by_its_tasks(cluster, storage_options, raw_fs, tiers):
+    paths = put_shards(raw_fs, [MiB] * 12)
+    ((tier, mib),) = tiers(0.5)
+    cluster.register_plugin(PrefetchWorkerPlugin(prefetch_storage=[(tier, mib)]))
+    dirs = worker_dirs(tier)
+    assert len(dirs) == 2  # a private directory per worker
+    peaks = dict.fromkeys(dirs, 0)
+    done = threading.Event()
+
+    def sample():
+        while not done.is_set():
+            for d in dirs:
+                peaks[d] = max(peaks[d], disk_usage(d))
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        fs = S3PrefetchFileSystem(**storage_options)
+        sizes = cluster.gather(cluster.map(read_whole, [fs] * len(paths), paths))  # 3 at a time per worker
+    finally:
+        done.set()
+        sampler.join()
+    assert sizes == [MiB] * 12
+    # 3 concurrent files per worker, each of which alone would fill 0.5 MiB: together they stay within it
+    assert all(0 < peak <= 0.5 * MiB for peak in peaks.values()), peaks
+
+    def metrics() -> dict:  # as the scheduler (and dashboard) last heard them, with each heartbeat
+        return {addr: info["metrics"] for addr, info in cluster.scheduler_info()["workers"].items()}
+
+    wait_until(lambda: all(m["prefetch_open_files"] == 0 for m in metrics().values()))
+    for m in metrics().values():
+        assert m["prefetch_requests"] > 0 and m["prefetch_open_files"] == 0 and m["prefetch_in_flight"] == 0
+        assert m["prefetch_tier0_bytes"] == 0
+    assert sum(m["prefetch_bytes_fetched"] for m in metrics().values()) >= 12 * MiB
+    assert sum(m["prefetch_bytes_served"] for m in metrics().values()) == 12 * MiB
+
+    cluster.unregister_worker_plugin(PrefetchWorkerPlugin.name)
+    wait_until(lambda: worker_dirs(tier) == [])
+
+
+def test_registering_twice_is_a_no_op_and_arguments_are_checked(cluster, tiers):
+    ((tier, mib),) = tiers(1)
+    cluster.register_plugin(PrefetchWorkerPlugin(prefetch_storage=[(tier, mib)]))
+    cluster.register_plugin(PrefetchWorkerPlugin(prefetch_storage=[(tier, mib)]))
+    assert len(worker_dirs(tier)) == 2
+    with pytest.raises(ValueError, match="must be > 0 MiB"):
+        PrefetchWorkerPlugin(prefetch_storage=[(tier, 0)])
+    with pytest.raises(TypeError, match=r"\(directory, MiB\) pairs"):
+        PrefetchWorkerPlugin(prefetch_storage=[tier])
+
+
+def test_explicit_storage_still_gets_a_budget_of_its_own(cluster, storage_options, raw_fs, tiers):
+    (path,) = put_shards(raw_fs, [MiB])
+    shared, own = tiers(1, 1)
+    cluster.register_plugin(PrefetchWorkerPlugin(prefetch_storage=[shared]))
+    fs = S3PrefetchFileSystem(**storage_options)
+
+    def read(path: str, storage) -> tuple[bool, str, int]:
+        plugin = current_worker_plugin()
+        with fs.open(path, block_size=64 * 1024, prefetch_storage=storage) as f:
+            data = f.read()
+            (scratch,) = f._engine._scratch  # the tier directory its blocks went to
+            return f._engine.tiers is plugin.tiers, scratch, len(data)
+
+    shared_budget, where, n = cluster.submit(read, path, [own], pure=False).result()
+    assert not shared_budget and where == own[0] and n == MiB
+    shared_budget, where, n = cluster.submit(read, path, None, pure=False).result()
+    assert shared_budget and os.path.dirname(where) == shared[0] and n == MiB  # inside the worker's directory
