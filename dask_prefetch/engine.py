@@ -24,7 +24,7 @@ from s3fs import S3FileSystem
 
 from .fetch import fetch_part
 from .layout import Block, Layout
-from .tiers import ScratchDirectory, StorageTier, TierSet
+from .tiers import ScratchDirectory, StorageTier, TierSet, disk_bytes
 
 _CLOSE_WAIT_SECONDS = 0.5
 _serials = itertools.count()
@@ -135,7 +135,7 @@ class PrefetchEngine:
         except BaseException:
             self._remove_scratch()
             raise
-        tiers.add_listener(self._space_released)
+        tiers.add_listener(self._space_released, self._pressed)
         with self._cond:
             self._schedule()
 
@@ -272,9 +272,13 @@ class PrefetchEngine:
             i += 1
 
     def _open_slot(self, block: Block) -> _Slot | None:
+        if block.index != self._cursor and self._held_bytes() + disk_bytes(block.length) > self.tiers.fair_share():
+            return None  # tiers shared with other files: prefetch no further than our share
         tier = self.tiers.reserve(block.length)
         while tier is None:
             if not self._make_room_after(block.index):
+                if block.index == self._cursor:
+                    self.tiers.press(self._space_released)  # others hold more than their share
                 return None
             tier = self.tiers.reserve(block.length)
         path = self._scratch[tier.directory].file(f"{block.index}.part")
@@ -289,6 +293,9 @@ class PrefetchEngine:
         slot = _Slot(block, tier, path, fd, [0] * len(block.parts), next(_serials))
         self._slots[block.index] = slot
         return slot
+
+    def _held_bytes(self) -> int:
+        return sum(disk_bytes(slot.block.length) for slot in self._slots.values())
 
     def _make_room_after(self, index: int) -> bool:
         """Give up the furthest held block beyond ``index``; True if space was freed now."""
@@ -376,6 +383,19 @@ class PrefetchEngine:
     def _reschedule(self) -> None:
         with self._cond:
             self._schedule()
+
+    def _pressed(self) -> None:
+        if not self._closed and self._loop_alive():
+            self._loop.call_soon_threadsafe(self._shed)
+
+    def _shed(self) -> None:
+        """Give back the furthest blocks ahead of the reader until we hold no more than our share."""
+        with self._cond:
+            share = self.tiers.fair_share()
+            for index in sorted((i for i in self._slots if i > self._cursor), reverse=True):
+                if self._held_bytes() <= share:
+                    break
+                self._drop(self._slots[index])
 
     def _loop_alive(self) -> bool:
         return not self._loop.is_closed()

@@ -79,6 +79,7 @@ class TierSet:
         self.tiers: tuple[StorageTier, ...] = tuple(tiers)
         self._lock = threading.Lock()
         self._listeners: list[Callable[[], None]] = []
+        self._shedders: dict[Callable[[], None], Callable[[], None]] = {}
 
     @property
     def largest_budget(self) -> int:
@@ -102,15 +103,35 @@ class TierSet:
         for listener in listeners:
             listener()
 
-    def add_listener(self, callback: Callable[[], None]) -> None:
-        """Call ``callback()`` whenever space is released (it must be quick and not raise)."""
+    def add_listener(self, callback: Callable[[], None], shed: Callable[[], None] | None = None) -> None:
+        """Join as a user of these tiers.
+
+        ``callback()`` is called whenever space is released, ``shed()`` when another user cannot
+        get room for the block its reader needs (give back what is beyond your :meth:`fair_share`).
+        Both must be quick and not raise.
+        """
         with self._lock:
             self._listeners.append(callback)
+            if shed is not None:
+                self._shedders[callback] = shed
 
     def remove_listener(self, callback: Callable[[], None]) -> None:
         with self._lock:
             if callback in self._listeners:
                 self._listeners.remove(callback)
+            self._shedders.pop(callback, None)
+
+    def fair_share(self) -> int:
+        """Bytes each user may hold ahead of its reader: the whole budget split among the users."""
+        with self._lock:
+            return sum(t.budget for t in self.tiers) // max(1, len(self._listeners))
+
+    def press(self, callback: Callable[[], None]) -> None:
+        """Ask every user but the one registered with ``callback`` to shed what is beyond its share."""
+        with self._lock:
+            shedders = [shed for cb, shed in self._shedders.items() if cb is not callback]
+        for shed in shedders:
+            shed()
 
 
 class ScratchDirectory:

@@ -95,3 +95,29 @@ def test_tier_space_is_returned_after_close(fs, raw_fs, tiers):
         f.read(100)
         engine = f._engine
     assert all(t.used == 0 for t in engine.tiers.tiers)
+
+
+def test_files_sharing_tiers_get_fair_shares_and_a_waiting_reader_is_served(fs, raw_fs, tiers):
+    """One budget for two files (as on a worker with the plugin): the first cannot starve the second."""
+    from fsspec.asyn import sync
+
+    from dask_prefetch import PrefetchEngine, TierSet
+    from dask_prefetch.layout import Layout
+
+    paths = put_shards(raw_fs, [2 * MiB, 2 * MiB])
+    shared = TierSet(tiers(0.5))
+    layouts = [Layout.from_objects(sync(fs.loop, fs._pin_objects, [p]), 0, 64 * 1024, 32 * 1024) for p in paths]
+    first = PrefetchEngine(fs, layouts[0], shared, concurrency=4, retries=3, read_timeout=10)
+    try:
+        wait_until(lambda: len(first.held_blocks()) == 8)  # alone, it fills the whole budget ahead of its reader
+        second = PrefetchEngine(fs, layouts[1], shared, concurrency=4, retries=3, read_timeout=10)
+        try:
+            _, fd, _ = second.view(0, 0)  # served although nobody reads the first file
+            os.close(fd)
+            wait_until(lambda: len(first.held_blocks()) <= 4 and len(second.held_blocks()) <= 4)
+            assert sum(t.used for t in shared.tiers) <= 0.5 * MiB
+        finally:
+            second.close()
+    finally:
+        first.close()
+    assert shared.tiers[0].used == 0
