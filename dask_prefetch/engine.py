@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from functools import partial
 
 from s3fs import S3FileSystem
+from s3fs.utils import FileExpired
 
 from .fetch import fetch_part
 from .layout import Block, Layout
@@ -127,7 +128,7 @@ class PrefetchEngine:
         self._cursor = start
         self._inflight = 0
         self._closed = False
-        self._failure: OSError | None = None
+        self._failure: BaseException | None = None
         self._scratch: dict[str, ScratchDirectory] = {}
         try:
             for tier in tiers.tiers:
@@ -174,6 +175,8 @@ class PrefetchEngine:
                 slot = self._slots.get(index)
                 if slot is not None and slot.error is not None:
                     error = slot.error
+                    if isinstance(error, FileExpired):
+                        self._failure = error  # the object changed: every later read fails the same way
                     self._drop(slot)  # a later read tries again
                     self._schedule()
                     raise error

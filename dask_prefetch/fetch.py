@@ -107,7 +107,12 @@ async def fetch_part(
         if shard.etag and response.get("ETag") not in (None, shard.etag):
             response["Body"].close()
             raise FileExpired(shard.path, shard.etag)  # a server that ignores If-Match
+        served = response.get("ContentRange")
+        if served is not None and not served.startswith(f"bytes {first}-"):
+            response["Body"].close()
+            raise OSError(f"{shard.path}: asked for bytes {first}-{part.stop - 1}, the server sent {served!r}")
         body = response["Body"]
+        resumed_at = done
         try:
             while done < part.length:
                 piece = await body.read(min(CHUNK_BYTES, part.length - done))
@@ -117,7 +122,8 @@ async def fetch_part(
                 done += len(piece)
                 on_bytes(len(piece))
         except (*STREAM_ERRORS, ShortBodyError) as e:
-            failures += 1
+            body.close()
+            failures = 1 if done > resumed_at else failures + 1  # only failures in a row count
             if failures >= retries:
                 raise OSError(
                     f"{shard.path}: bytes {first}-{part.stop - 1} failed {failures} times; last error: {e!r}"

@@ -13,7 +13,7 @@ from .cluster.worker import current_worker_plugin
 from .engine import PrefetchEngine
 from .file import PrefetchFile
 from .layout import Layout
-from .tiers import TierSet
+from .tiers import TierSet, disk_bytes
 
 MiB = 2**20
 
@@ -142,7 +142,7 @@ class S3PrefetchFileSystem(s3fs.S3FileSystem):
         infos = sync(self.loop, self._pin_objects, paths)
         layout = Layout.from_objects(infos, header_bytes, block_bytes, part_bytes)
         largest = max((b.length for b in layout.blocks), default=0)
-        if largest > tiers.largest_budget:
+        if disk_bytes(largest) > tiers.largest_budget:
             raise ValueError(
                 f"{paths[0]}: blocks of {largest / MiB:.1f} MiB (block_size) do not fit in any prefetch_storage "
                 f"tier (largest budget {tiers.largest_budget / MiB:.1f} MiB); lower block_size or raise a budget"

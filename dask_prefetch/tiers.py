@@ -148,9 +148,18 @@ class ScratchDirectory:
 
     def __init__(self, parent: str) -> None:
         _sweep_once(parent)
-        self.path = tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-", dir=parent)
-        self._lock_fd: int | None = os.open(os.path.join(self.path, _LOCK_NAME), os.O_CREAT | os.O_RDWR, 0o600)
-        fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        # Made under a name sweeps ignore, locked, then renamed: never seen unlocked by a sweep.
+        making = tempfile.mkdtemp(prefix=f".{SCRATCH_PREFIX}", dir=parent)
+        try:
+            self._lock_fd: int | None = os.open(os.path.join(making, _LOCK_NAME), os.O_CREAT | os.O_RDWR, 0o600)
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            self.path = making.replace(f"/.{SCRATCH_PREFIX}", f"/{SCRATCH_PREFIX}{os.getpid()}-", 1)
+            os.rename(making, self.path)
+        except BaseException:
+            shutil.rmtree(making, ignore_errors=True)
+            if getattr(self, "_lock_fd", None) is not None:
+                os.close(self._lock_fd)  # type: ignore[arg-type]
+            raise
 
     def file(self, name: str) -> str:
         return os.path.join(self.path, name)

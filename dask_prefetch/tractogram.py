@@ -30,7 +30,7 @@ from fsspec.core import url_to_fs
 
 from .filesystem import S3PrefetchFileSystem
 from .streamlines import StreamlineChunk, TractogramHeader, detect_format
-from .streamlines.tck import TckReader, read_tck_header, tck_byte_ranges
+from .streamlines.tck import MAX_HEADER, TckReader, read_tck_header, tck_byte_ranges
 from .streamlines.reading import read_full
 from .streamlines.trk import HEADER_SIZE, TrkReader, parse_trk_header
 
@@ -141,12 +141,14 @@ class Tractogram:
         What each task reads.
     """
 
-    def __init__(self, header: TractogramHeader, partitions: list[Partition], opener: _Opener, chunk_bytes: int):
+    def __init__(
+        self, header: TractogramHeader, partitions: list[Partition], opener: _Opener, chunk_bytes: int, identity: Any
+    ):
         self.header = header
         self.partitions = partitions
         self._opener = opener
         self._chunk_bytes = chunk_bytes
-        name = f"read-tractogram-{dask.base.tokenize(partitions, header.format, chunk_bytes)}"
+        name = f"read-tractogram-{dask.base.tokenize(partitions, header.format, chunk_bytes, opener.open_kwargs, identity)}"
         self._parts = [
             dask.delayed(read_partition, pure=True)(p, opener, header, chunk_bytes, dask_key_name=(name, i))
             for i, p in enumerate(partitions)
@@ -247,19 +249,28 @@ def read_tractogram(
         if not found:
             raise FileNotFoundError(f"no file matches {p!r}")
         expanded.extend(found)
-    sizes = _sizes(fs, expanded)
+    infos = _infos(fs, expanded)
+    sizes = [int(info["size"]) for info in infos]
     lone = [i for i, size in enumerate(sizes) if size == HEADER_SIZE]
     if len(path_list) == 1 and len(expanded) > 1 and len(lone) == 1 and header_bytes is None:
         i = lone[0]  # a glob matched a lone header and its shards: the header goes first, whatever its name
         expanded.insert(0, expanded.pop(i))
         sizes.insert(0, sizes.pop(i))
+        infos.insert(0, infos.pop(i))
     probe = fs.cat_file(expanded[0], start=0, end=min(sizes[0], _PROBE_BYTES))
+    if probe.startswith(b"mrtrix tracks") and sizes[0] > len(probe):
+        probe = fs.cat_file(expanded[0], start=0, end=min(sizes[0], MAX_HEADER))
     fmt = detect_format(probe, expanded[0])
     if header_bytes is None and fmt == "trk" and len(expanded) > 1 and sizes[0] == HEADER_SIZE:
         header_bytes = HEADER_SIZE  # a lone TRK header in front of TRK shards
     if header_bytes is not None and len(expanded) > 1:
         if fmt != "trk":
             raise ValueError("header_bytes with a global header is supported for TRK shards only")
+        if sizes[0] != HEADER_SIZE:
+            raise ValueError(
+                f"{expanded[0]}: with header_bytes the first object must be a lone {HEADER_SIZE}-byte TRK header "
+                f"(it has {sizes[0]} bytes; every partition reads it)"
+            )
         header = parse_trk_header(probe, expanded[0])
         groups = _groups(expanded[1:], sizes[1:], npartitions)
         parts = [Partition("bodies", (expanded[0], *g), header_bytes, whole=len(groups) == 1) for g in groups]
@@ -274,14 +285,16 @@ def read_tractogram(
     else:
         header = _header(fmt, probe, expanded[0])
         parts = [Partition("files", (expanded[0],))]
-    return Tractogram(header, parts, opener, int(chunk_size))
+    # Task keys must change with the data: where it lives and which versions were seen.
+    identity = (storage_options, [(info.get("name"), info.get("size"), info.get("ETag")) for info in infos])
+    return Tractogram(header, parts, opener, int(chunk_size), identity)
 
 
-def _sizes(fs: Any, paths: list[str]) -> list[int]:
-    """Object sizes, fetched concurrently from S3 (one round trip, not one per shard)."""
+def _infos(fs: Any, paths: list[str]) -> list[dict]:
+    """Sizes (and ETags), fetched concurrently from S3: one round trip, not one per shard."""
     if isinstance(fs, S3PrefetchFileSystem):
-        return [int(info["size"]) for info in sync(fs.loop, fs._pin_objects, paths)]
-    return [fs.size(p) for p in paths]
+        return sync(fs.loop, fs._pin_objects, paths)
+    return [fs.info(p) for p in paths]
 
 
 def _header(fmt: str, probe: bytes, name: str) -> TractogramHeader:

@@ -147,3 +147,20 @@ def test_not_a_tractogram(tmp_path):
         read_tractogram(str(path))
     with pytest.raises(FileNotFoundError, match="no file matches"):
         read_tractogram(os.path.join(str(tmp_path), "*.trk"))
+
+
+def test_header_bytes_needs_a_lone_header_first(tmp_path, shards):
+    objects, _ = layout("trk-files", shards)
+    for name, data in objects.items():
+        (tmp_path / name).write_bytes(data)
+    with pytest.raises(ValueError, match="must be a lone 1000-byte TRK header"):
+        read_tractogram([str(tmp_path / n) for n in objects], header_bytes=HEADER)
+
+
+def test_task_keys_change_with_the_data(tmp_path, shards):
+    objects, _ = layout("whole-trk", shards)
+    (name, data), = objects.items()
+    (tmp_path / name).write_bytes(data)
+    before = read_tractogram(str(tmp_path / name)).lengths.name
+    (tmp_path / name).write_bytes(data[:-12 * 4])  # another version of the file
+    assert read_tractogram(str(tmp_path / name)).lengths.name != before

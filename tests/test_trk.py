@@ -124,3 +124,17 @@ def test_corrupt_input_names_file_and_offset(corrupt, match):
     with pytest.raises(CorruptTractogramError, match=rf"^test.trk: {match}"):
         read_all(io.BytesIO(corrupt(data)))
     assert issubclass(CorruptTractogramError, ValueError)
+
+
+def test_bytes_after_the_announced_count_are_ignored_as_nibabel_does():
+    data = bytearray((DATA / "standard.trk").read_bytes())
+    data[988:992] = np.int32(20).tobytes()
+    data += np.int32(-1).tobytes() * 3  # junk after the 20th record's end... and after the last record
+    assert len(read_all(io.BytesIO(bytes(data)))) == 20
+
+
+def test_zero_voxel_sizes_are_refused_rather_than_giving_nan_points():
+    data = bytearray((DATA / "standard.trk").read_bytes())
+    data[12:24] = np.zeros(3, np.float32).tobytes()
+    with pytest.raises(CorruptTractogramError, match="at byte 12: voxel sizes must be > 0"):
+        read_all(io.BytesIO(bytes(data)))

@@ -8,7 +8,6 @@ boundary: one cheap Python step per streamline over a block held as one buffer; 
 
 from __future__ import annotations
 
-import warnings
 from typing import BinaryIO, Iterator
 
 import numpy as np
@@ -66,9 +65,9 @@ def parse_trk_header(buf: bytes, name: str = "<file>") -> TractogramHeader:
     n_scalars, n_properties = int(fields["nb_scalars_per_point"]), int(fields["nb_properties_per_streamline"])
     if not (0 <= n_scalars <= 10 and 0 <= n_properties <= 10):
         raise CorruptTractogramError(name, 36, f"n_scalars={n_scalars}, n_properties={n_properties} (0-10 allowed)")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        to_rasmm = get_affine_trackvis_to_rasmm(fields)
+    if not np.all(np.asarray(fields["voxel_sizes"], dtype=np.float64) > 0):
+        raise CorruptTractogramError(name, 12, f"voxel sizes must be > 0, got {fields['voxel_sizes'].tolist()}")
+    to_rasmm = get_affine_trackvis_to_rasmm(fields)
     fields["_endianness"] = endian
     fields["_voxmm_to_rasmm"] = to_rasmm
     count = int(fields["nb_streamlines"])
@@ -229,7 +228,7 @@ def _find_records(
     candidates = np.flatnonzero(ints.view(ints.dtype.str.replace("i", "u")) <= MAX_POINTS)  # negatives wrap high
     found: list[np.ndarray] = []
     i, rounds = 0, 0
-    while i < n_words and rounds < 8:
+    while i < n_words and rounds < 8 and not (0 <= left <= sum(len(run) for run in found)):
         rounds += 1
         n = int(ints[i])
         if n < 0 or n > MAX_POINTS:
@@ -245,8 +244,9 @@ def _find_records(
             break
         i = int(ends[verified - 1])  # past a coordinate that looked like a count
     starts = np.concatenate(found) if found else np.empty(0, np.int64)
-    if i < n_words:  # too many look-alikes: hop the rest one record at a time
-        more, _, _ = _hop(memoryview(ints.astype(np.int32)), stride, n_props, -1, name, position, i)
+    if i < n_words and rounds == 8:  # too many look-alikes: hop the rest one record at a time
+        budget = max(0, left - len(starts)) if left >= 0 else -1
+        more, _, _ = _hop(memoryview(ints.astype(np.int32)), stride, n_props, budget, name, position, i)
         starts = np.concatenate([starts, np.asarray(more, np.int64)])
     if left >= 0:
         starts = starts[:left]
