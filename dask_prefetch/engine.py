@@ -127,6 +127,7 @@ class PrefetchEngine:
         self._evicted: set[int] = set()
         self._cursor = start
         self._inflight = 0
+        self._held = 0  # bytes of tier space our blocks hold
         self._closed = False
         self._failure: BaseException | None = None
         self._scratch: dict[str, ScratchDirectory] = {}
@@ -205,6 +206,11 @@ class PrefetchEngine:
 
     def close(self) -> None:
         """Stop every GET, delete every block file and give the space back; idempotent."""
+        if self._on_loop_thread():  # e.g. garbage collection inside one of our own callbacks
+            if not self._cond.acquire(blocking=False):
+                self._loop.call_soon(self.close)  # the lock is held, maybe by this very thread: later
+                return
+            self._cond.release()
         with self._cond:
             if self._closed:
                 return
@@ -275,7 +281,7 @@ class PrefetchEngine:
             i += 1
 
     def _open_slot(self, block: Block) -> _Slot | None:
-        if block.index != self._cursor and self._held_bytes() + disk_bytes(block.length) > self.tiers.fair_share():
+        if block.index != self._cursor and self._held + disk_bytes(block.length) > self.tiers.fair_share():
             return None  # tiers shared with other files: prefetch no further than our share
         tier = self.tiers.reserve(block.length)
         while tier is None:
@@ -295,10 +301,8 @@ class PrefetchEngine:
             self.stats.blocks_refetched += 1
         slot = _Slot(block, tier, path, fd, [0] * len(block.parts), next(_serials))
         self._slots[block.index] = slot
+        self._held += disk_bytes(block.length)
         return slot
-
-    def _held_bytes(self) -> int:
-        return sum(disk_bytes(slot.block.length) for slot in self._slots.values())
 
     def _make_room_after(self, index: int) -> bool:
         """Give up the furthest held block beyond ``index``; True if space was freed now."""
@@ -320,13 +324,15 @@ class PrefetchEngine:
             self._free(slot)
 
     def _free(self, slot: _Slot) -> None:
-        if self._slots.get(slot.block.index) is slot:
-            del self._slots[slot.block.index]
+        if self._slots.get(slot.block.index) is not slot:
+            return  # freed already
+        del self._slots[slot.block.index]
         os.close(slot.fd)
         try:
             os.unlink(slot.path)
         except FileNotFoundError:
             pass
+        self._held -= disk_bytes(slot.block.length)
         self.tiers.release(slot.tier, slot.block.length)
         self._cond.notify_all()
 
@@ -365,8 +371,11 @@ class PrefetchEngine:
                 slot.finished += 1
                 if slot.ready and not slot.dropped:
                     final = slot.path[: -len(".part")]
-                    os.rename(slot.path, final)
-                    slot.path = final
+                    try:
+                        os.rename(slot.path, final)
+                        slot.path = final
+                    except OSError as e:  # the tier directory went away under us
+                        slot.error = e
             elif slot.error is None and not slot.dropped:
                 slot.error = error
                 self._cancel_tasks(slot)
@@ -396,7 +405,7 @@ class PrefetchEngine:
         with self._cond:
             share = self.tiers.fair_share()
             for index in sorted((i for i in self._slots if i > self._cursor), reverse=True):
-                if self._held_bytes() <= share:
+                if self._held <= share:
                     break
                 self._drop(self._slots[index])
 

@@ -75,8 +75,16 @@ class PrefetchWorkerPlugin(WorkerPlugin):
 
     def setup(self, worker: Any) -> None:
         storage = self.prefetch_storage or config.default_storage()
-        self._directories = [ScratchDirectory(directory) for directory, _ in storage]
-        self.tiers = TierSet([(d.path, mib) for d, (_, mib) in zip(self._directories, storage)])
+        TierSet(storage)  # check the directories and budgets before making anything
+        try:
+            for directory, _ in storage:
+                self._directories.append(ScratchDirectory(directory))
+            self.tiers = TierSet([(d.path, mib) for d, (_, mib) in zip(self._directories, storage)])
+        except BaseException:
+            for made in self._directories:
+                made.remove()
+            self._directories = []
+            raise
         for key, metric in self._metrics().items():
             worker.metrics[key] = metric
 

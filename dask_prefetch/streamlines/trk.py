@@ -145,7 +145,8 @@ class TrkReader:
         remaining = self.stop
         carry = b""
         while left != 0:
-            want = self.chunk_bytes if remaining is None else min(self.chunk_bytes, remaining)
+            step = max(self.chunk_bytes, len(carry))  # a record longer than a chunk: read doubling amounts
+            want = step if remaining is None else min(step, remaining)
             buf = bytearray(len(carry) + want)  # the new bytes land right after the carried ones
             buf[: len(carry)] = carry
             got = readinto_full(self.fileobj, memoryview(buf)[len(carry) :]) if want > 0 else 0
