@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import cProfile
 import io
-import json
 import os
 import platform
 import pstats
@@ -40,6 +39,9 @@ from nibabel.streamlines import ArraySequence, TckFile, Tractogram, TrkFile
 from dask_prefetch.streamlines.chunk import StreamlineChunk
 from dask_prefetch.streamlines.tck import TckReader
 from dask_prefetch.streamlines.trk import TrkReader
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_prefetch import write_json  # noqa: E402
 
 MB = 10**6
 #: A 2 mm, LAS-ordered MNI-like grid: nibabel stores voxmm, and both readers must map it back to RAS+ mm.
@@ -248,10 +250,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"\ncProfile of TrkReader over the {len(data['trk']) / MB:.0f} MB TRK (3 runs, tottime order):")
         print(text)
         report["trk_profile"] = text
-    os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-    with open(args.json, "w") as f:
-        json.dump(report, f, indent=2)
-    print(f"wrote {args.json}")
+    write_json(args.json, report)
     return report
 
 

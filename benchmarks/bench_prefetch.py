@@ -242,11 +242,16 @@ def main(argv: list[str] | None = None) -> dict:
             print(f"run {run + 1}/{args.repeat} done", flush=True)
 
     report = summarise(args, total, times, server_mibs, stats)
-    os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-    with open(args.json, "w") as f:
-        json.dump(report, f, indent=2)
-    print(f"\nwrote {args.json}")
+    write_json(args.json, report)
     return report
+
+
+def write_json(path: str, report: dict) -> None:
+    """Write a benchmark report, making its folder if needed."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(report, f, indent=2)
+    print(f"\nwrote {path}")
 
 
 def summarise(args, total, times, server_mibs, stats) -> dict:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import builtins
 import io
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import dask
 import dask.array as da
@@ -29,9 +29,8 @@ from fsspec.asyn import sync
 from fsspec.core import url_to_fs
 
 from .filesystem import S3PrefetchFileSystem
-from .streamlines import StreamlineChunk, TractogramHeader, detect_format
+from .streamlines import StreamlineChunk, TractogramHeader, detect_format, open_reader
 from .streamlines.tck import MAX_HEADER, TckReader, read_tck_header, tck_byte_ranges
-from .streamlines.reading import read_full
 from .streamlines.trk import HEADER_SIZE, TrkReader, parse_trk_header
 
 _PROBE_BYTES = 64 * 1024  # enough for any TRK header and ordinary TCK headers
@@ -117,10 +116,7 @@ def read_partition(part: Partition, opener: _Opener, header: TractogramHeader, c
     elif part.kind == "files":
         for path in part.paths:
             with opener.open([path]) as f:
-                fmt = detect_format(read_full(f, 13), path)
-                f.seek(0)
-                reader_cls = TrkReader if fmt == "trk" else TckReader
-                chunks.extend(reader_cls(f, path, chunk_bytes=chunk_bytes))
+                chunks.extend(open_reader(f, path, chunk_bytes=chunk_bytes))
     else:  # one byte range of one TCK file, whose header was parsed when the graph was built
         with opener.open(part.paths, offset=part.start) as f:
             reader = TckReader(f, part.paths[0], header=header, start=part.start, stop=part.stop, chunk_bytes=chunk_bytes)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 
 def read_full(fileobj: BinaryIO, n: int) -> bytes:
@@ -23,13 +23,17 @@ def read_full(fileobj: BinaryIO, n: int) -> bytes:
     return b"".join(pieces)
 
 
-def readinto_full(fileobj: BinaryIO, view: memoryview) -> int:
-    """Fill ``view`` from ``fileobj``; fewer bytes only at end of file. Returns the count."""
+def readinto_full(fileobj: BinaryIO, buffer: Any) -> int:
+    """Fill ``buffer`` (any writable buffer) from ``fileobj``; fewer bytes only at end of file.
+
+    Returns the number of bytes read.
+    """
+    view = memoryview(buffer).cast("B")
     readinto = getattr(fileobj, "readinto", None)
     got, n = 0, len(view)
     while got < n:
         if readinto is not None:
-            k = readinto(view[got:])
+            k = readinto(view[got:]) or 0
         else:
             piece = fileobj.read(n - got)
             k = len(piece) if piece else 0

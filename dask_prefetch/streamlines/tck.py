@@ -16,7 +16,7 @@ import numpy as np
 
 from .chunk import StreamlineChunk, TractogramHeader
 from .errors import CorruptTractogramError
-from .reading import read_full
+from .reading import read_full, readinto_full
 
 MAGIC = b"mrtrix tracks"
 ROW = 12  # bytes per point row
@@ -261,7 +261,7 @@ class TckReader:
     def _more(self, row: int) -> bool:
         """Whether the file has a byte at ``row``."""
         self.fileobj.seek(self._at(row))
-        return _readinto_full(self.fileobj, np.empty(1, np.uint8)) > 0
+        return readinto_full(self.fileobj, np.empty(1, np.uint8)) > 0
 
     def _read_rows(self, row: int, n_rows: int, pending: np.ndarray) -> tuple[np.ndarray, bool, int]:
         """``pending`` then up to ``n_rows`` rows from ``row`` (native float32), whether EOF came first,
@@ -271,30 +271,12 @@ class TckReader:
         fresh = out[len(pending) :]
         self.fileobj.seek(self._at(row))
         if self._dtype.isnative:
-            got = _readinto_full(self.fileobj, fresh)
+            got = readinto_full(self.fileobj, fresh)
         else:
             raw = np.empty(n_rows * ROW, dtype=np.uint8)
-            got = _readinto_full(self.fileobj, raw)
+            got = readinto_full(self.fileobj, raw)
             fresh[: got // ROW] = raw[: got - got % ROW].view(self._dtype).reshape(-1, 3)
         return out[: len(pending) + got // ROW], got < n_rows * ROW, got % ROW
-
-
-def _readinto_full(fileobj: BinaryIO, buf: np.ndarray) -> int:
-    """Fill ``buf`` from ``fileobj``; fewer bytes only at end of file. Returns the count."""
-    view = memoryview(buf).cast("B")
-    readinto = getattr(fileobj, "readinto", None)
-    got = 0
-    while got < len(view):
-        if readinto is not None:
-            n = readinto(view[got:]) or 0
-        else:
-            data = fileobj.read(len(view) - got) or b""
-            n = len(data)
-            view[got : got + n] = data
-        if n == 0:
-            break
-        got += n
-    return got
 
 
 def _markers(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
