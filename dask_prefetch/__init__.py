@@ -6,8 +6,8 @@ The data path: S3 -> :mod:`.fetch` (ranged GETs) -> :mod:`.tiers` (local storage
 """
 
 from . import config  # registers the dask.config defaults
-from .cluster import PrefetchWorkerPlugin
-from .engine import EngineStats, PrefetchEngine
+from .cluster import PrefetchSchedulerPlugin, PrefetchWorkerPlugin
+from .engine import EngineStats, PrefetchEngine, process_stats
 from .file import PrefetchFile
 from .filesystem import S3PrefetchFileSystem
 from .tiers import TierSet
@@ -17,11 +17,13 @@ __all__ = [
     "EngineStats",
     "PrefetchEngine",
     "PrefetchFile",
+    "PrefetchSchedulerPlugin",
     "PrefetchWorkerPlugin",
     "S3PrefetchFileSystem",
     "TierSet",
     "Tractogram",
     "config",
+    "process_stats",
     "read_tractogram",
 ]
 

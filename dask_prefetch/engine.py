@@ -17,6 +17,7 @@ import itertools
 import os
 import threading
 import time
+import weakref
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -73,12 +74,32 @@ class EngineStats:
     blocks_refetched: int = 0
     peak_in_flight: int = 0
     bytes_served: int = 0  # bytes handed to the reader
+    start_stall_seconds: float = 0.0  # waiting for a file's first bytes (the task-start stall)
+    files_opened: int = 0
 
     def add(self, other: "EngineStats") -> None:
         """Accumulate ``other`` (peaks take the maximum, the rest add up)."""
         for key, value in vars(other).items():
             mine = getattr(self, key)
             setattr(self, key, max(mine, value) if key.startswith("peak") else mine + value)
+
+
+_live_engines: weakref.WeakSet[PrefetchEngine] = weakref.WeakSet()
+_closed_totals = EngineStats()
+_totals_lock = threading.Lock()
+
+
+def process_stats() -> EngineStats:
+    """Totals over every prefetching file this process has opened (open ones included).
+
+    With or without the worker plugin: ``client.run(process_stats)`` gives them per worker.
+    """
+    with _totals_lock:
+        total = EngineStats()
+        total.add(_closed_totals)
+        for engine in list(_live_engines):
+            total.add(engine.stats)
+        return total
 
 
 class PrefetchEngine:
@@ -120,7 +141,7 @@ class PrefetchEngine:
         self.concurrency = concurrency
         self.retries = retries
         self.read_timeout = read_timeout
-        self.stats = EngineStats()
+        self.stats = EngineStats(files_opened=1)
         self._loop: asyncio.AbstractEventLoop = fs.loop
         self._cond = threading.Condition(threading.Lock())
         self._slots: dict[int, _Slot] = {}
@@ -128,6 +149,7 @@ class PrefetchEngine:
         self._cursor = start
         self._inflight = 0
         self._held = 0  # bytes of tier space our blocks hold
+        self._limit: int | None = None  # bytes we may hold, cursor block aside (None: our fair share)
         self._closed = False
         self._failure: BaseException | None = None
         self._scratch: dict[str, ScratchDirectory] = {}
@@ -138,6 +160,8 @@ class PrefetchEngine:
             self._remove_scratch()
             raise
         tiers.add_listener(self._space_released, self._pressed)
+        with _totals_lock:
+            _live_engines.add(self)
         with self._cond:
             self._schedule()
 
@@ -185,7 +209,10 @@ class PrefetchEngine:
                     end = slot.available(offset, self.layout.part_size)
                     if end > offset:
                         if waited_since is not None:
-                            self.stats.stall_seconds += time.monotonic() - waited_since
+                            waited = time.monotonic() - waited_since
+                            self.stats.stall_seconds += waited
+                            if self.stats.bytes_served == 0:
+                                self.stats.start_stall_seconds += waited
                         return slot.serial, (None if have == slot.serial else os.dup(slot.fd)), end
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -204,6 +231,16 @@ class PrefetchEngine:
             self._check_open()
             self._move_to(index)
 
+    def set_limit(self, nbytes: int | None) -> None:
+        """Hold at most ``nbytes`` of blocks (the cursor's block always), or None for our fair share.
+
+        A file opened ahead of the task that will read it prefetches only its first blocks,
+        then the whole window once the task claims it.
+        """
+        with self._cond:
+            self._limit = nbytes
+            self._schedule()
+
     def close(self) -> None:
         """Stop every GET, delete every block file and give the space back; idempotent."""
         if self._on_loop_thread():  # e.g. garbage collection inside one of our own callbacks
@@ -221,6 +258,10 @@ class PrefetchEngine:
                 self._cond.wait_for(lambda: not self._slots, _CLOSE_WAIT_SECONDS)
         self.tiers.remove_listener(self._space_released)
         self._remove_scratch()
+        with _totals_lock:
+            if self in _live_engines:
+                _live_engines.discard(self)
+                _closed_totals.add(self.stats)
 
     @property
     def closed(self) -> bool:
@@ -281,8 +322,10 @@ class PrefetchEngine:
             i += 1
 
     def _open_slot(self, block: Block) -> _Slot | None:
-        if block.index != self._cursor and self._held + disk_bytes(block.length) > self.tiers.fair_share():
-            return None  # tiers shared with other files: prefetch no further than our share
+        if block.index != self._cursor:
+            after = self._held + disk_bytes(block.length)
+            if after > self.tiers.fair_share() or (self._limit is not None and after > self._limit):
+                return None  # tiers shared with other files: prefetch no further than our share
         tier = self.tiers.reserve(block.length)
         while tier is None:
             if not self._make_room_after(block.index):

@@ -56,6 +56,16 @@ class PrefetchFile(io.RawIOBase):
         self._finalizer = weakref.finalize(self, engine.close)
 
     @property
+    def engine(self) -> PrefetchEngine:
+        """The engine prefetching this file's blocks."""
+        return self._engine
+
+    @property
+    def open_kwargs(self) -> dict:
+        """The ``S3PrefetchFileSystem.open`` options this file was opened with."""
+        return self._open_kwargs
+
+    @property
     def name(self) -> str:
         return self.paths[0] if len(self.paths) == 1 else f"{self.paths[0]} (+{len(self.paths) - 1} shards)"
 

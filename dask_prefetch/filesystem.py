@@ -9,7 +9,7 @@ import s3fs
 from fsspec.asyn import _run_coros_in_chunks, sync
 
 from . import config
-from .cluster.worker import current_worker_plugin
+from .cluster.worker import PrefetchWorkerPlugin, current_worker_plugin
 from .engine import PrefetchEngine
 from .file import PrefetchFile
 from .layout import Layout
@@ -132,9 +132,24 @@ class S3PrefetchFileSystem(s3fs.S3FileSystem):
             part_size=part_size,
             read_timeout=read_timeout,
         )
-        block_bytes = config.get_bytes("block-size", block_size)
-        part_bytes = min(config.get_bytes("part-size", part_size), block_bytes)
         worker_plugin = current_worker_plugin() if prefetch_storage is None else None
+        # Inside a task, the worker may have opened this very stream ahead (see next_tasks.py).
+        f = worker_plugin.claim(self, paths, open_kwargs, offset) if worker_plugin is not None else None
+        if f is None:
+            f = self._open_prefetching(paths, open_kwargs, offset, worker_plugin)
+        if "b" in mode:
+            return f
+        return io.TextIOWrapper(io.BufferedReader(f), encoding=encoding, errors=errors, newline=newline)
+
+    def _open_prefetching(
+        self, paths: list[str], open_kwargs: dict, offset: int, worker_plugin: PrefetchWorkerPlugin | None
+    ) -> PrefetchFile:
+        """Pin the objects, plan the blocks and start prefetching from ``offset``."""
+        block_size, prefetch_storage = open_kwargs["block_size"], open_kwargs["prefetch_storage"]
+        concurrency, read_timeout = open_kwargs["concurrency"], open_kwargs["read_timeout"]
+        header_bytes = open_kwargs["header_bytes"]
+        block_bytes = config.get_bytes("block-size", block_size)
+        part_bytes = min(config.get_bytes("part-size", open_kwargs["part_size"]), block_bytes)
         if worker_plugin is not None:
             tiers = worker_plugin.tiers  # the worker's one budget, shared with its other tasks
         else:
@@ -158,10 +173,7 @@ class S3PrefetchFileSystem(s3fs.S3FileSystem):
         )
         if worker_plugin is not None:
             worker_plugin.track(engine)
-        f = PrefetchFile(self, paths, layout, engine, open_kwargs, position=offset)
-        if "b" in mode:
-            return f
-        return io.TextIOWrapper(io.BufferedReader(f), encoding=encoding, errors=errors, newline=newline)
+        return PrefetchFile(self, paths, layout, engine, open_kwargs, position=offset)
 
     def _open(self, path: str, mode: str = "rb", block_size: Any = None, **kwargs: Any) -> PrefetchFile:
         """fsspec's hook (used by ``OpenFile``, ``cat`` helpers...): a prefetching read-only file."""

@@ -51,6 +51,19 @@ class Partition:
     whole: bool = True  # the stream is the entire tractogram (a header count applies)
     start: int = 0
     stop: int = 0
+    nbytes: int = 0  # bytes the task reads, to balance partitions across workers
+
+    def first_stream(self) -> tuple[tuple[str, ...], int, int]:
+        """``(paths, header_bytes, offset)`` of the first stream the task opens.
+
+        What a worker opens ahead of the task (see ``PrefetchWorkerPlugin``), so that the task
+        finds its first blocks already local.
+        """
+        if self.kind == "bodies":
+            return self.paths, self.header_bytes, 0
+        if self.kind == "files":
+            return self.paths[:1], 0, 0
+        return self.paths, 0, self.start
 
 
 @dataclass(frozen=True)
@@ -111,15 +124,17 @@ def read_partition(part: Partition, opener: _Opener, header: TractogramHeader, c
     """Parse one partition into one chunk of whole streamlines (runs in a task)."""
     chunks: list[StreamlineChunk] = []
     if part.kind == "bodies":
-        with opener.open(part.paths, part.header_bytes) as f:
+        with opener.open(*part.first_stream()) as f:
             chunks.extend(TrkReader(f, part.paths[0], ignore_count=not part.whole, chunk_bytes=chunk_bytes))
     elif part.kind == "files":
         for path in part.paths:
             with opener.open([path]) as f:
                 chunks.extend(open_reader(f, path, chunk_bytes=chunk_bytes))
     else:  # one byte range of one TCK file, whose header was parsed when the graph was built
-        with opener.open(part.paths, offset=part.start) as f:
-            reader = TckReader(f, part.paths[0], header=header, start=part.start, stop=part.stop, chunk_bytes=chunk_bytes)
+        with opener.open(*part.first_stream()) as f:
+            reader = TckReader(
+                f, part.paths[0], header=header, start=part.start, stop=part.stop, chunk_bytes=chunk_bytes
+            )
             chunks.extend(reader)
     return StreamlineChunk.concat(chunks)
 
@@ -236,6 +251,7 @@ def read_tractogram(
     fs, _ = url_to_fs(path_list[0], **(storage_options or {}))
     if "s3" in fs.protocol:
         fs = S3PrefetchFileSystem(**(storage_options or {}))
+        fs.invalidate_cache()  # list what is there now, not what a cached instance saw earlier
         opener = _Opener(fs, {"block_size": block_size, "prefetch_storage": prefetch_storage})
     else:
         opener = _Opener(None, {})
@@ -269,18 +285,27 @@ def read_tractogram(
             )
         header = parse_trk_header(probe, expanded[0])
         groups = _groups(expanded[1:], sizes[1:], npartitions)
-        parts = [Partition("bodies", (expanded[0], *g), header_bytes, whole=len(groups) == 1) for g in groups]
+        size_of = dict(zip(expanded, sizes))
+        parts = [
+            Partition(
+                "bodies", (expanded[0], *g), header_bytes, whole=len(groups) == 1, nbytes=sum(size_of[p] for p in g)
+            )
+            for g in groups
+        ]
     elif len(expanded) > 1:
         header = _header(fmt, probe, expanded[0])
         header = replace(header, nb_streamlines=None)  # the first file's count is not the whole's
-        parts = [Partition("files", tuple(g)) for g in _groups(expanded, sizes, npartitions)]
+        size_of = dict(zip(expanded, sizes))
+        groups = _groups(expanded, sizes, npartitions)
+        parts = [Partition("files", tuple(g), nbytes=sum(size_of[p] for p in g)) for g in groups]
     elif fmt == "tck":
         header = _header(fmt, probe, expanded[0])
         n = npartitions or max(1, sizes[0] // (256 * 2**20))
-        parts = [Partition("tck-range", (expanded[0],), start=a, stop=b) for a, b in tck_byte_ranges(header, sizes[0], n)]
+        ranges = tck_byte_ranges(header, sizes[0], n)
+        parts = [Partition("tck-range", (expanded[0],), start=a, stop=b, nbytes=b - a) for a, b in ranges]
     else:
         header = _header(fmt, probe, expanded[0])
-        parts = [Partition("files", (expanded[0],))]
+        parts = [Partition("files", (expanded[0],), nbytes=sizes[0])]
     # Task keys must change with the data: where it lives and which versions were seen.
     identity = (storage_options, [(info.get("name"), info.get("size"), info.get("ETag")) for info in infos])
     return Tractogram(header, parts, opener, int(chunk_size), identity)

@@ -1,8 +1,15 @@
-"""The optional cluster layer: Dask plugins that share one prefetch budget per worker.
+"""The optional cluster layer: Dask plugins for one prefetch budget per worker and cross-task prefetch.
 
 Without them every read still works, each open file with a budget of its own.
 """
 
+from .scheduler import SCHEDULER_PLUGIN_NAME, PrefetchSchedulerPlugin
 from .worker import PLUGIN_NAME, PrefetchWorkerPlugin, current_worker_plugin
 
-__all__ = ["PLUGIN_NAME", "PrefetchWorkerPlugin", "current_worker_plugin"]
+__all__ = [
+    "PLUGIN_NAME",
+    "SCHEDULER_PLUGIN_NAME",
+    "PrefetchSchedulerPlugin",
+    "PrefetchWorkerPlugin",
+    "current_worker_plugin",
+]

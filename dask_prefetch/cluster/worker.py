@@ -9,19 +9,26 @@ machine sweeps if this one was killed).
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import threading
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 from distributed.diagnostics.plugin import WorkerPlugin
 
 from .. import config
 from ..engine import EngineStats
 from ..tiers import ScratchDirectory, TierSet
+from .next_tasks import NextTaskPrefetcher
 
 if TYPE_CHECKING:
     from ..engine import PrefetchEngine
+    from ..file import PrefetchFile
 
 PLUGIN_NAME = "dask-prefetch"
+_acting_plugin: contextvars.ContextVar[PrefetchWorkerPlugin | None] = contextvars.ContextVar(
+    "dask_prefetch_acting_plugin", default=None
+)
 
 
 class PrefetchWorkerPlugin(WorkerPlugin):
@@ -39,10 +46,17 @@ class PrefetchWorkerPlugin(WorkerPlugin):
 
     Notes
     -----
+    With :class:`PrefetchSchedulerPlugin` placing ``read_tractogram`` tasks, each worker also
+    opens the streams of the read tasks next in its queue while the current ones compute
+    (``dask-prefetch.next-tasks``, ``dask-prefetch.next-task-bytes``; see
+    :mod:`dask_prefetch.cluster.next_tasks`).
+
     Metrics appear in ``worker.metrics`` (and so on the scheduler and in the dashboard's workers
     table): ``prefetch_bytes_fetched``, ``prefetch_bytes_served``, ``prefetch_requests``,
     ``prefetch_stall_seconds``, ``prefetch_in_flight``, ``prefetch_open_files`` and
-    ``prefetch_tier{i}_bytes`` (bytes held per tier).
+    ``prefetch_tier{i}_bytes`` (bytes held per tier), ``prefetch_start_stall_seconds``
+    (waiting for files' first bytes), ``prefetch_opened_ahead`` and ``prefetch_claimed_ahead``
+    (files opened for the next tasks, and those the tasks used).
     """
 
     name = PLUGIN_NAME
@@ -66,6 +80,7 @@ class PrefetchWorkerPlugin(WorkerPlugin):
         self._engines: set[PrefetchEngine] = set()
         self._finished = EngineStats()
         self._lock = threading.Lock()
+        self.next_tasks: NextTaskPrefetcher | None = None
 
     def __getstate__(self) -> dict:
         return {"prefetch_storage": self.prefetch_storage}  # only the settings travel to the workers
@@ -85,11 +100,26 @@ class PrefetchWorkerPlugin(WorkerPlugin):
                 made.remove()
             self._directories = []
             raise
+        lookahead = config.get("next-tasks")
+        self.next_tasks = NextTaskPrefetcher(
+            worker,
+            lookahead=worker.state.nthreads if lookahead is None else int(lookahead),
+            head_bytes=config.get_bytes("next-task-bytes"),
+            acting=self.acting,
+            claim_timeout=config.get_seconds("read-timeout"),
+        )
         for key, metric in self._metrics().items():
             worker.metrics[key] = metric
 
+    def transition(self, key: Any, start: str, finish: str, **kwargs: Any) -> None:
+        """Open the next read tasks' streams ahead (see :class:`NextTaskPrefetcher`)."""
+        if self.next_tasks is not None:
+            self.next_tasks.transition(key, start, finish)
+
     def teardown(self, worker: Any) -> None:
         """Stop every prefetching file of this worker and delete its directories."""
+        if self.next_tasks is not None:
+            self.next_tasks.close()
         with self._lock:
             engines, self._engines = list(self._engines), set()
         for engine in engines:
@@ -104,6 +134,19 @@ class PrefetchWorkerPlugin(WorkerPlugin):
         with self._lock:
             self._prune()
             self._engines.add(engine)
+
+    def claim(self, fs: Any, paths: list[str], open_kwargs: dict, offset: int) -> PrefetchFile | None:
+        """The file this worker opened ahead for the running task, if it asks for that stream."""
+        return self.next_tasks.claim(fs, paths, open_kwargs, offset) if self.next_tasks is not None else None
+
+    @contextlib.contextmanager
+    def acting(self) -> Iterator[None]:
+        """Make files opened in this context (outside any task) draw on this worker's tiers."""
+        token = _acting_plugin.set(self)
+        try:
+            yield
+        finally:
+            _acting_plugin.reset(token)
 
     def stats(self) -> EngineStats:
         """Totals over every file this worker has opened."""
@@ -137,6 +180,9 @@ class PrefetchWorkerPlugin(WorkerPlugin):
             "prefetch_bytes_served": lambda w: self.stats().bytes_served,
             "prefetch_requests": lambda w: self.stats().requests,
             "prefetch_stall_seconds": lambda w: self.stats().stall_seconds,
+            "prefetch_start_stall_seconds": lambda w: self.stats().start_stall_seconds,
+            "prefetch_opened_ahead": lambda w: self.next_tasks.opened_ahead if self.next_tasks else 0,
+            "prefetch_claimed_ahead": lambda w: self.next_tasks.claimed if self.next_tasks else 0,
             "prefetch_in_flight": lambda w: self.in_flight(),
             "prefetch_open_files": lambda w: self.open_files(),
         }
@@ -147,6 +193,9 @@ class PrefetchWorkerPlugin(WorkerPlugin):
 
 def current_worker_plugin() -> PrefetchWorkerPlugin | None:
     """The plugin of the worker running the current task, or None (not in a task, or no plugin)."""
+    acting = _acting_plugin.get()
+    if acting is not None and acting.tiers is not None:
+        return acting
     try:
         from distributed import get_worker
 

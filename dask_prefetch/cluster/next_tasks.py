@@ -1,0 +1,194 @@
+"""Cross-task prefetch: open the next read tasks' streams while the current ones compute.
+
+A worker holds its queue of ready tasks in priority order. When :class:`PrefetchSchedulerPlugin`
+places the read tasks, a worker receives them ahead of time (instead of one at a time as threads
+free up), so the queue says which partitions the worker reads next. Whenever a task becomes
+ready or starts, the worker opens the first stream of the next ``lookahead`` read tasks in the
+queue, prefetching at most ``head_bytes`` of each into the worker's tiers. When such a task runs,
+its ``S3PrefetchFileSystem.open`` of that stream is handed the file already open (its first
+blocks local), and its window grows to the usual size: the task starts without waiting for the
+network. Files that no task claims (the task was stolen, cancelled, or opened something else)
+are closed when their task leaves the worker's queue.
+
+Threads: :meth:`NextTaskPrefetcher.transition` runs on the worker's event loop and only looks at
+the queue; opening (HEAD requests, scratch directories) happens on one background thread;
+:meth:`NextTaskPrefetcher.claim` runs in task threads.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import threading
+from typing import TYPE_CHECKING, Any, Callable, ContextManager, Hashable
+
+from .tasks import PartitionRead, find_partition_read
+
+if TYPE_CHECKING:
+    from ..file import PrefetchFile
+
+logger = logging.getLogger(__name__)
+
+_QUEUED = ("ready", "constrained")  # states of tasks waiting for a thread on this worker
+
+
+class NextTaskPrefetcher:
+    """Open, ahead of time, the first stream of the read tasks a worker will run next.
+
+    Parameters
+    ----------
+    worker
+        The ``distributed.Worker``.
+    lookahead
+        Read tasks, among the next in the queue, opened ahead.
+    head_bytes
+        Bytes each file opened ahead may prefetch before its task claims it.
+    acting
+        ``acting()`` is a context manager under which ``S3PrefetchFileSystem.open`` draws on the
+        worker's tiers (the background thread runs no task).
+    claim_timeout
+        Longest a task waits for the opening of its stream, begun ahead, to finish.
+    """
+
+    def __init__(
+        self,
+        worker: Any,
+        lookahead: int,
+        head_bytes: int,
+        acting: Callable[[], ContextManager[Any]],
+        claim_timeout: float,
+    ) -> None:
+        self.worker = worker
+        self.lookahead = lookahead
+        self.head_bytes = head_bytes
+        self.claim_timeout = claim_timeout
+        self._acting = acting
+        self._reads: dict[Hashable, PartitionRead | None] = {}  # event loop thread only
+        self._opened: dict[Hashable, concurrent.futures.Future] = {}  # guarded by _lock
+        self._lock = threading.Lock()
+        self._closed = False
+        self._plan_pending = False
+        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="dask-prefetch-next")
+        self.opened_ahead = 0
+        self.claimed = 0
+
+    # -- event loop side ---------------------------------------------------------------------
+
+    def transition(self, key: Hashable, start: str, finish: str) -> None:
+        """A task of this worker changed state: drop what it no longer needs, open what comes next."""
+        if start in _QUEUED + ("executing",) and finish != "executing":
+            self._reads.pop(key, None)
+            self._discard(key)  # left the worker (stolen, cancelled) or ended without claiming it
+        if (finish in _QUEUED + ("executing",) or start in _QUEUED) and not self._plan_pending:
+            self._plan_pending = True  # once per batch of transitions, not once per task
+            self.worker.loop.add_callback(self._plan)
+
+    def _plan(self) -> None:
+        self._plan_pending = False
+        if self._closed or self.lookahead <= 0:
+            return
+        state = self.worker.state
+        chosen: list[tuple[Hashable, PartitionRead]] = []
+        for ts in state.ready.peekn(4 * self.lookahead + 4):
+            read = self._read_of(ts)
+            if read is not None:
+                chosen.append((ts.key, read))
+                if len(chosen) == self.lookahead:
+                    break
+        with self._lock:
+            for key, read in chosen:
+                if key not in self._opened:
+                    self._opened[key] = self._executor.submit(self._open, key, read)
+                    self.opened_ahead += 1
+
+    def _read_of(self, ts: Any) -> PartitionRead | None:
+        if ts.key not in self._reads:
+            read = find_partition_read(ts.run_spec)
+            if read is not None and not _opens_on_worker_tiers(read):
+                read = None
+            self._reads[ts.key] = read
+        return self._reads[ts.key]
+
+    # -- background thread -------------------------------------------------------------------
+
+    def _open(self, key: Hashable, read: PartitionRead) -> PrefetchFile | None:
+        with self._lock:
+            if self._opened.get(key) is None or self._closed:
+                return None  # discarded before we got to it
+        paths, header_bytes, offset = read.partition.first_stream()
+        with self._acting():
+            f = read.opener.open(paths, header_bytes, offset)
+        f.engine.set_limit(self.head_bytes)
+        return f
+
+    # -- task threads ------------------------------------------------------------------------
+
+    def claim(self, fs: Any, paths: list[str], open_kwargs: dict, offset: int) -> PrefetchFile | None:
+        """The file opened ahead for the running task, if it is the stream asked for, else None."""
+        key = self.worker.active_threads.get(threading.get_ident())
+        with self._lock:
+            future = self._opened.get(key) if key is not None else None
+        if future is None:
+            return None
+        try:
+            f = future.result(timeout=self.claim_timeout)
+        except Exception:  # the task's own open will meet (and raise) the same problem, if any
+            return None
+        if f is None or not _same_stream(f, fs, paths, open_kwargs, offset):
+            return None
+        with self._lock:
+            if self._opened.get(key) is not future:
+                return None  # discarded meanwhile (and so closed)
+            del self._opened[key]
+            self.claimed += 1
+        f.engine.set_limit(None)
+        return f
+
+    # -- ending ------------------------------------------------------------------------------
+
+    def _discard(self, key: Hashable) -> None:
+        with self._lock:
+            future = self._opened.pop(key, None)
+        if future is not None:
+            future.add_done_callback(_close_result)  # runs now if done, else when the opening ends
+
+    def close(self) -> None:
+        """Close every file opened ahead and stop the background thread."""
+        with self._lock:
+            self._closed = True
+            futures, self._opened = list(self._opened.values()), {}
+        for future in futures:
+            future.add_done_callback(_close_result)
+        self._executor.shutdown(wait=True, cancel_futures=True)
+        self._reads.clear()
+
+    def pending(self) -> int:
+        """Files opened ahead and not yet claimed."""
+        with self._lock:
+            return len(self._opened)
+
+
+def _opens_on_worker_tiers(read: PartitionRead) -> bool:
+    """Tasks that open S3 without their own ``prefetch_storage`` draw on the worker's tiers."""
+    opener = read.opener
+    return getattr(opener, "fs", None) is not None and opener.open_kwargs.get("prefetch_storage") is None
+
+
+def _same_stream(f: PrefetchFile, fs: Any, paths: list[str], open_kwargs: dict, offset: int) -> bool:
+    return (
+        type(f.fs) is type(fs)
+        and f.fs.storage_options == fs.storage_options
+        and list(f.paths) == list(paths)
+        and f.open_kwargs == open_kwargs
+        and f.tell() == offset
+    )
+
+
+def _close_result(future: concurrent.futures.Future) -> None:
+    if future.cancelled() or future.exception() is not None:
+        if not future.cancelled():
+            logger.debug("opening ahead failed: %r", future.exception())
+        return
+    f = future.result()
+    if f is not None:
+        f.close()

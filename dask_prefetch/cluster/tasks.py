@@ -1,0 +1,52 @@
+"""Recognise ``read_tractogram`` partition tasks in a graph, whatever optimization did to them.
+
+Graph optimization fuses a bag's or array's tasks into one ``_execute_subgraph`` task and drops
+``dask.annotate`` annotations on the way (dask#7036), so neither keys nor annotations say which
+tasks read which data. The task itself does: somewhere in its spec there is a call of
+``read_partition(partition, opener, ...)``. Both plugins look for it there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from dask._task_spec import DataNode, GraphNode, Task
+
+_MAX_DEPTH = 8  # fused subgraphs nest a level or two; deeper specs are not ours
+
+
+@dataclass(frozen=True)
+class PartitionRead:
+    """A task's read: which partition, and through which opener (filesystem + open options)."""
+
+    partition: Any  # dask_prefetch.tractogram.Partition
+    opener: Any  # dask_prefetch.tractogram._Opener
+
+
+def find_partition_read(run_spec: Any) -> PartitionRead | None:
+    """The partition a task reads, found in its (possibly fused) spec, or None."""
+    from ..tractogram import read_partition  # the cluster layer is imported by the filesystem
+
+    return _walk(run_spec, read_partition, 0)
+
+
+def _walk(node: Any, target: Any, depth: int) -> PartitionRead | None:
+    if depth > _MAX_DEPTH or not isinstance(node, Task):
+        return None
+    if node.func is target and len(node.args) >= 2:
+        partition, opener = (_value(a) for a in node.args[:2])
+        return PartitionRead(partition, opener)
+    children: list[Any] = []
+    if node.has_subgraph() and node.args and isinstance(node.args[0], dict):
+        children.extend(node.args[0].values())
+    children.extend(a for a in (*node.args, *node.kwargs.values()) if isinstance(a, GraphNode))
+    for child in children:
+        found = _walk(child, target, depth + 1)
+        if found is not None:
+            return found
+    return None
+
+
+def _value(arg: Any) -> Any:
+    return arg.value if isinstance(arg, DataNode) else arg
