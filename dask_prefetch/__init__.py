@@ -6,7 +6,7 @@ The data path: S3 -> :mod:`.fetch` (ranged GETs) -> :mod:`.tiers` (local storage
 """
 
 from . import config  # registers the dask.config defaults
-from .cluster import PrefetchSchedulerPlugin, PrefetchWorkerPlugin
+from .cluster import PrefetchSchedulerPlugin, PrefetchWorkerPlugin, register_plugins
 from .engine import EngineStats, PrefetchEngine, process_stats
 from .file import PrefetchFile
 from .filesystem import S3PrefetchFileSystem
@@ -25,6 +25,7 @@ __all__ = [
     "config",
     "process_stats",
     "read_tractogram",
+    "register_plugins",
 ]
 
 try:

@@ -13,7 +13,13 @@ from distributed import Client, LocalCluster, get_task_stream
 from distributed.diagnostics.plugin import SchedulerPlugin
 from test_tractogram import layout, random_walks
 
-from dask_prefetch import PrefetchSchedulerPlugin, PrefetchWorkerPlugin, process_stats, read_tractogram
+from dask_prefetch import (
+    PrefetchSchedulerPlugin,
+    PrefetchWorkerPlugin,
+    process_stats,
+    read_tractogram,
+    register_plugins,
+)
 from dask_prefetch.cluster.scheduler import balanced_groups
 from dask_prefetch.streamlines import StreamlineChunk
 
@@ -202,3 +208,47 @@ def _memory_reads(client: Client) -> int:
             ts.state == "memory" for k, ts in dask_scheduler.tasks.items() if partition_of(k) is not None
         )
     )
+
+
+def test_preload_installs_both_plugins_from_config(storage_options, sharded, tiers):
+    ((tier, mib),) = tiers(64)
+    preload = ["dask_prefetch.preload"]
+    with dask.config.set({"dask-prefetch.storage": [[tier, mib]]}):
+        with (
+            LocalCluster(
+                n_workers=2,
+                threads_per_worker=1,
+                processes=False,
+                dashboard_address=":0",
+                preload=preload,
+                scheduler_kwargs={"preload": preload},
+            ) as lc,
+            Client(lc) as c,
+        ):
+            assert PrefetchSchedulerPlugin.name in c.run_on_scheduler(
+                lambda dask_scheduler: list(dask_scheduler.plugins)
+            )
+            dirs = c.run(lambda dask_worker: dask_worker.plugins["dask-prefetch"]._directories[0].path)
+            assert all(os.path.dirname(d) == tier for d in dirs.values()) and len(set(dirs.values())) == 2
+            tg = read_tractogram(f"s3://{BUCKET}/hydi.*", storage_options=storage_options)
+            np.testing.assert_array_equal(tg.lengths.compute(), [len(s) for s in sharded])
+            assert (
+                sum(c.run(lambda dask_worker: dask_worker.plugins["dask-prefetch"].stats().files_opened).values())
+                == N_SHARDS
+            )
+
+
+def test_register_plugins_is_idempotent(cluster, tiers):
+    ((tier, mib),) = tiers(64)
+    register_plugins(cluster, prefetch_storage=[(tier, mib)])
+    register_plugins(cluster, prefetch_storage=[(tier, mib)])
+    assert len(os.listdir(tier)) == 2  # one directory per worker, not two
+    assert PrefetchSchedulerPlugin.name in cluster.run_on_scheduler(lambda dask_scheduler: list(dask_scheduler.plugins))
+
+
+@pytest.mark.skipif(not hasattr(Client, "register_worker_plugin"), reason="distributed >= 2026.6 removed it")
+def test_the_older_registration_methods_work_where_they_exist(cluster, tiers):
+    ((tier, mib),) = tiers(64)
+    cluster.register_scheduler_plugin(PrefetchSchedulerPlugin())
+    cluster.register_worker_plugin(PrefetchWorkerPlugin(prefetch_storage=[(tier, mib)]))
+    assert len(os.listdir(tier)) == 2

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import urllib.request
 
 import pytest
 from conftest import MiB, disk_usage, put_shards, wait_until
@@ -101,3 +102,27 @@ def test_explicit_storage_still_gets_a_budget_of_its_own(cluster, storage_option
     assert not shared_budget and where == own[0] and n == MiB
     shared_budget, where, n = cluster.submit(read, path, None, pure=False).result()
     assert shared_budget and os.path.dirname(where) == shared[0] and n == MiB  # inside the worker's directory
+
+
+def test_prometheus_metrics_on_the_workers_http_endpoint(cluster, storage_options, raw_fs, tiers):
+    parser = pytest.importorskip("prometheus_client.parser")
+    paths = put_shards(raw_fs, [MiB] * 4)
+    ((tier, mib),) = tiers(4)
+    cluster.register_plugin(PrefetchWorkerPlugin(prefetch_storage=[(tier, mib)]))
+    fs = S3PrefetchFileSystem(**storage_options)
+    assert cluster.gather(cluster.map(read_whole, [fs] * len(paths), paths)) == [MiB] * 4
+    ports = cluster.run(lambda dask_worker: dask_worker.http_server.port)
+    samples: dict[tuple[str, str], float] = {}
+    for address, port in ports.items():
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+            text = response.read().decode()
+        for family in parser.text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name.startswith("dask_prefetch_") and sample.labels.get("worker") == address:
+                    samples[(address, sample.name)] = sample.value
+    for address in ports:
+        assert samples[(address, "dask_prefetch_open_files")] == 0
+        assert samples[(address, "dask_prefetch_in_flight_requests")] == 0
+    assert sum(v for (_, name), v in samples.items() if name == "dask_prefetch_served_bytes_total") == 4 * MiB
+    assert sum(v for (_, name), v in samples.items() if name == "dask_prefetch_files_opened_total") == 4
+    assert sum(v for (_, name), v in samples.items() if name == "dask_prefetch_fetched_bytes_total") >= 4 * MiB

@@ -3,6 +3,7 @@
 Without them every read still works, each open file with a budget of its own.
 """
 
+from .install import register_plugins
 from .scheduler import SCHEDULER_PLUGIN_NAME, PrefetchSchedulerPlugin
 from .worker import PLUGIN_NAME, PrefetchWorkerPlugin, current_worker_plugin
 
@@ -12,4 +13,5 @@ __all__ = [
     "PrefetchSchedulerPlugin",
     "PrefetchWorkerPlugin",
     "current_worker_plugin",
+    "register_plugins",
 ]

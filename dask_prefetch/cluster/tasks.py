@@ -11,9 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from dask._task_spec import DataNode, GraphNode, Task
+from dask._task_spec import DataNode, Task
 
 _MAX_DEPTH = 8  # fused subgraphs nest a level or two; deeper specs are not ours
+_MAX_WIDTH = 256  # larger containers are data, not graph structure: not searched
 
 
 @dataclass(frozen=True)
@@ -32,19 +33,24 @@ def find_partition_read(run_spec: Any) -> PartitionRead | None:
 
 
 def _walk(node: Any, target: Any, depth: int) -> PartitionRead | None:
-    if depth > _MAX_DEPTH or not isinstance(node, Task):
+    if depth > _MAX_DEPTH:
         return None
-    if node.func is target and len(node.args) >= 2:
-        partition, opener = (_value(a) for a in node.args[:2])
-        return PartitionRead(partition, opener)
-    children: list[Any] = []
-    if node.has_subgraph() and node.args and isinstance(node.args[0], dict):
-        children.extend(node.args[0].values())
-    children.extend(a for a in (*node.args, *node.kwargs.values()) if isinstance(a, GraphNode))
+    if isinstance(node, Task):
+        if node.func is target and len(node.args) >= 2:
+            partition, opener = (_value(a) for a in node.args[:2])
+            return PartitionRead(partition, opener)
+        children: Any = (*node.args, *node.kwargs.values())
+    elif isinstance(node, dict) and len(node) <= _MAX_WIDTH:  # a fused task's inner graph
+        children = node.values()
+    elif isinstance(node, (list, tuple)) and len(node) <= _MAX_WIDTH:
+        children = node
+    else:
+        return None
     for child in children:
-        found = _walk(child, target, depth + 1)
-        if found is not None:
-            return found
+        if isinstance(child, (Task, dict, list, tuple)):
+            found = _walk(child, target, depth + 1)
+            if found is not None:
+                return found
     return None
 
 

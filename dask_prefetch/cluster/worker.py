@@ -19,6 +19,7 @@ from distributed.diagnostics.plugin import WorkerPlugin
 from .. import config
 from ..engine import EngineStats
 from ..tiers import ScratchDirectory, TierSet
+from . import prometheus
 from .next_tasks import NextTaskPrefetcher
 
 if TYPE_CHECKING:
@@ -110,6 +111,7 @@ class PrefetchWorkerPlugin(WorkerPlugin):
         )
         for key, metric in self._metrics().items():
             worker.metrics[key] = metric
+        prometheus.add(worker.address, self)
 
     def transition(self, key: Any, start: str, finish: str, **kwargs: Any) -> None:
         """Open the next read tasks' streams ahead (see :class:`NextTaskPrefetcher`)."""
@@ -128,6 +130,7 @@ class PrefetchWorkerPlugin(WorkerPlugin):
             directory.remove()
         for key in self._metrics():
             worker.metrics.pop(key, None)
+        prometheus.remove(worker.address)
 
     def track(self, engine: PrefetchEngine) -> None:
         """Count an engine drawing on this worker's tiers (its stats, its teardown)."""
