@@ -74,7 +74,7 @@ class EngineStats:
     blocks_refetched: int = 0
     peak_in_flight: int = 0
     bytes_served: int = 0  # bytes handed to the reader
-    start_stall_seconds: float = 0.0  # waiting for a file's first bytes (the task-start stall)
+    start_stall_seconds: float = 0.0  # from asking for a file (opening included) to its first bytes
     files_opened: int = 0
 
     def add(self, other: "EngineStats") -> None:
@@ -150,6 +150,7 @@ class PrefetchEngine:
         self._inflight = 0
         self._held = 0  # bytes of tier space our blocks hold
         self._limit: int | None = None  # bytes we may hold, cursor block aside (None: our fair share)
+        self._asked_at: float | None = None  # when the reader asked for the file (see start_clock)
         self._closed = False
         self._failure: BaseException | None = None
         self._scratch: dict[str, ScratchDirectory] = {}
@@ -211,8 +212,9 @@ class PrefetchEngine:
                         if waited_since is not None:
                             waited = time.monotonic() - waited_since
                             self.stats.stall_seconds += waited
-                            if self.stats.bytes_served == 0:
-                                self.stats.start_stall_seconds += waited
+                        if self._asked_at is not None:  # the reader's first bytes
+                            self.stats.start_stall_seconds += time.monotonic() - self._asked_at
+                            self._asked_at = None
                         return slot.serial, (None if have == slot.serial else os.dup(slot.fd)), end
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -230,6 +232,15 @@ class PrefetchEngine:
         with self._cond:
             self._check_open()
             self._move_to(index)
+
+    def start_clock(self, asked_at: float) -> None:
+        """The reader asked for this file at ``asked_at`` (``time.monotonic()``).
+
+        The time from then to the first bytes it gets, opening included, is added to
+        ``stats.start_stall_seconds``: what a task waits before it can start.
+        """
+        with self._cond:
+            self._asked_at = asked_at
 
     def set_limit(self, nbytes: int | None) -> None:
         """Hold at most ``nbytes`` of blocks (the cursor's block always), or None for our fair share.

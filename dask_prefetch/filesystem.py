@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import time
 from typing import Any, Sequence
 
 import s3fs
@@ -114,6 +115,7 @@ class S3PrefetchFileSystem(s3fs.S3FileSystem):
         OSError
             If a tier directory is unusable.
         """
+        asked_at = time.monotonic()
         if set(mode) - set("rbt") or "r" not in mode:
             raise PermissionError(f"S3PrefetchFileSystem is read-only: cannot open {path_or_paths!r} in mode {mode!r}")
         if offset < 0:
@@ -137,6 +139,7 @@ class S3PrefetchFileSystem(s3fs.S3FileSystem):
         f = worker_plugin.claim(self, paths, open_kwargs, offset) if worker_plugin is not None else None
         if f is None:
             f = self._open_prefetching(paths, open_kwargs, offset, worker_plugin)
+        f.engine.start_clock(asked_at)
         if "b" in mode:
             return f
         return io.TextIOWrapper(io.BufferedReader(f), encoding=encoding, errors=errors, newline=newline)

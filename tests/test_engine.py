@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 
 from conftest import MiB, disk_usage, put_shards, scratch_dirs, wait_until
 
+from dask_prefetch import process_stats
 from dask_prefetch.tiers import disk_bytes
 
 
@@ -121,3 +123,20 @@ def test_files_sharing_tiers_get_fair_shares_and_a_waiting_reader_is_served(fs, 
     finally:
         first.close()
     assert shared.tiers[0].used == 0
+
+
+def test_start_stall_runs_from_open_to_the_first_bytes_once(fs, raw_fs, tiers):
+    (path,) = put_shards(raw_fs, [MiB])
+    before = process_stats()
+    asked = time.monotonic()
+    with fs.open(path, block_size=256 * 1024, prefetch_storage=tiers(4)) as f:
+        f.read(1)
+        first_bytes = time.monotonic() - asked
+        stall = f.stats.start_stall_seconds
+        assert 0 < stall <= first_bytes  # opening (the HEAD) included
+        f.read()
+        assert f.stats.start_stall_seconds == stall  # counted for the first bytes only
+        assert f.stats.files_opened == 1
+    after = process_stats()  # the process totals include the closed file
+    assert after.files_opened - before.files_opened == 1
+    assert after.bytes_served - before.bytes_served == MiB
