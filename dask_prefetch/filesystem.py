@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import time
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import s3fs
 from fsspec.asyn import _run_coros_in_chunks, sync
@@ -62,6 +62,7 @@ class S3PrefetchFileSystem(s3fs.S3FileSystem):
         concurrency: int | None = None,
         part_size: int | str | None = None,
         read_timeout: float | str | None = None,
+        pinned: Sequence[Mapping[str, Any]] | None = None,
         encoding: str | None = None,
         errors: str | None = None,
         newline: str | None = None,
@@ -93,6 +94,11 @@ class S3PrefetchFileSystem(s3fs.S3FileSystem):
             Bytes per ranged GET, at most ``block_size`` (default ``dask-prefetch.part-size``, 8 MiB).
         read_timeout
             Seconds a read waits for data before ``TimeoutError`` (default ``dask-prefetch.read-timeout``).
+        pinned
+            The objects' ``info`` already known (``name``, ``size``, ``ETag``, optional
+            ``VersionId``; one per path, in order), e.g. from when a Dask graph was built: opening
+            then sends no HEAD request. Every GET is still conditioned on that ETag, so an object
+            replaced since raises ``FileExpired``.
         encoding, errors, newline
             For text mode.
         compression
@@ -138,14 +144,19 @@ class S3PrefetchFileSystem(s3fs.S3FileSystem):
         # Inside a task, the worker may have opened this very stream ahead (see next_tasks.py).
         f = worker_plugin.claim(self, paths, open_kwargs, offset) if worker_plugin is not None else None
         if f is None:
-            f = self._open_prefetching(paths, open_kwargs, offset, worker_plugin)
+            f = self._open_prefetching(paths, open_kwargs, offset, worker_plugin, pinned)
         f.engine.start_clock(asked_at)
         if "b" in mode:
             return f
         return io.TextIOWrapper(io.BufferedReader(f), encoding=encoding, errors=errors, newline=newline)
 
     def _open_prefetching(
-        self, paths: list[str], open_kwargs: dict, offset: int, worker_plugin: PrefetchWorkerPlugin | None
+        self,
+        paths: list[str],
+        open_kwargs: dict,
+        offset: int,
+        worker_plugin: PrefetchWorkerPlugin | None,
+        pinned: Sequence[Mapping[str, Any]] | None = None,
     ) -> PrefetchFile:
         """Pin the objects, plan the blocks and start prefetching from ``offset``."""
         block_size, prefetch_storage = open_kwargs["block_size"], open_kwargs["prefetch_storage"]
@@ -157,7 +168,7 @@ class S3PrefetchFileSystem(s3fs.S3FileSystem):
             tiers = worker_plugin.tiers  # the worker's one budget, shared with its other tasks
         else:
             tiers = TierSet(prefetch_storage or config.default_storage())
-        infos = sync(self.loop, self._pin_objects, paths)
+        infos = _check_pinned(paths, pinned) if pinned is not None else sync(self.loop, self._pin_objects, paths)
         layout = Layout.from_objects(infos, header_bytes, block_bytes, part_bytes)
         largest = max((b.length for b in layout.blocks), default=0)
         if disk_bytes(largest) > tiers.largest_budget:
@@ -195,6 +206,16 @@ class S3PrefetchFileSystem(s3fs.S3FileSystem):
             return await _run_coros_in_chunks([pin(p) for p in paths], batch_size=64)
         except FileNotFoundError as e:
             raise FileNotFoundError(f"No such object: {e.args[0] if e.args else e}") from e
+
+
+def _check_pinned(paths: list[str], pinned: Sequence[Mapping[str, Any]]) -> list[dict]:
+    infos = [dict(info) for info in pinned]
+    if len(infos) != len(paths):
+        raise ValueError(f"pinned has {len(infos)} entries for {len(paths)} paths")
+    for path, info in zip(paths, infos):
+        if info.get("name") != path or not isinstance(info.get("size"), int) or info["size"] < 0:
+            raise ValueError(f"pinned entry {info!r} does not describe {path!r} (name and size in bytes needed)")
+    return infos
 
 
 def _read_only(name: str) -> Any:

@@ -52,18 +52,27 @@ class Partition:
     start: int = 0
     stop: int = 0
     nbytes: int = 0  # bytes the task reads, to balance partitions across workers
+    pins: tuple[tuple[str, int, str | None, str | None], ...] = ()  # (name, size, ETag, VersionId) per path
 
-    def first_stream(self) -> tuple[tuple[str, ...], int, int]:
-        """``(paths, header_bytes, offset)`` of the first stream the task opens.
+    def first_stream(self) -> tuple[tuple[str, ...], int, int, list[dict] | None]:
+        """``(paths, header_bytes, offset, pinned)`` of the first stream the task opens.
 
         What a worker opens ahead of the task (see ``PrefetchWorkerPlugin``), so that the task
         finds its first blocks already local.
         """
         if self.kind == "bodies":
-            return self.paths, self.header_bytes, 0
+            return self.paths, self.header_bytes, 0, self.pinned(self.paths)
         if self.kind == "files":
-            return self.paths[:1], 0, 0
-        return self.paths, 0, self.start
+            return self.paths[:1], 0, 0, self.pinned(self.paths[:1])
+        return self.paths, 0, self.start, self.pinned(self.paths)
+
+    def pinned(self, paths: Sequence[str]) -> list[dict] | None:
+        """The objects' info seen when the graph was built (so tasks send no HEAD), or None."""
+        known = {name: (name, size, etag, version) for name, size, etag, version in self.pins}
+        if not all(p in known for p in paths):
+            return None
+        keys = ("name", "size", "ETag", "VersionId")
+        return [dict(zip(keys, known[p])) for p in paths]
 
 
 @dataclass(frozen=True)
@@ -73,10 +82,12 @@ class _Opener:
     fs: Any  # S3PrefetchFileSystem, or None for local files
     open_kwargs: dict
 
-    def open(self, paths: Sequence[str], header_bytes: int = 0, offset: int = 0) -> Any:
+    def open(self, paths: Sequence[str], header_bytes: int = 0, offset: int = 0, pinned: list | None = None) -> Any:
         """One stream over ``paths`` (``header_bytes`` skipped after the first), positioned at ``offset``."""
         if self.fs is not None:
-            return self.fs.open(list(paths), header_bytes=header_bytes, offset=offset, **self.open_kwargs)
+            return self.fs.open(
+                list(paths), header_bytes=header_bytes, offset=offset, pinned=pinned, **self.open_kwargs
+            )
         if len(paths) == 1:
             f = builtins.open(paths[0], "rb")
             f.seek(offset)
@@ -128,7 +139,7 @@ def read_partition(part: Partition, opener: _Opener, header: TractogramHeader, c
             chunks.extend(TrkReader(f, part.paths[0], ignore_count=not part.whole, chunk_bytes=chunk_bytes))
     elif part.kind == "files":
         for path in part.paths:
-            with opener.open([path]) as f:
+            with opener.open([path], pinned=part.pinned([path])) as f:
                 chunks.extend(open_reader(f, path, chunk_bytes=chunk_bytes))
     else:  # one byte range of one TCK file, whose header was parsed when the graph was built
         with opener.open(*part.first_stream()) as f:
@@ -306,6 +317,9 @@ def read_tractogram(
     else:
         header = _header(fmt, probe, expanded[0])
         parts = [Partition("files", (expanded[0],), nbytes=sizes[0])]
+    if opener.fs is not None:  # tasks open the very versions seen now, without a HEAD each
+        pin_of = {path: (path, int(i["size"]), i.get("ETag"), i.get("VersionId")) for path, i in zip(expanded, infos)}
+        parts = [replace(p, pins=tuple(pin_of[path] for path in p.paths)) for p in parts]
     # Task keys must change with the data: where it lives and which versions were seen.
     identity = (storage_options, [(info.get("name"), info.get("size"), info.get("ETag")) for info in infos])
     return Tractogram(header, parts, opener, int(chunk_size), identity)

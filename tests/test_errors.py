@@ -132,3 +132,17 @@ def test_a_stalled_read_times_out_and_close_is_prompt(s3_server, storage_options
             f.close()  # every GET is still waiting for its first byte
             assert time.monotonic() - started < 1.0
     assert scratch_dirs(storage[0][0]) == []
+
+
+def test_pinned_info_is_used_instead_of_a_head_request_and_checked(fs, raw_fs, tiers):
+    (path,) = put_shards(raw_fs, [100_000])
+    info = {k: v for k, v in raw_fs.info(path, refresh=True).items() if k in ("name", "size", "ETag")}
+    with fs.open(path, prefetch_storage=tiers(1), pinned=[info]) as f:
+        assert f.read() == raw_fs.cat(path)
+    raw_fs.pipe(path, b"x" * 100_000)  # same size, new content: only the pinned ETag can tell
+    with pytest.raises(FileExpired), fs.open(path, prefetch_storage=tiers(1), pinned=[info]) as f:
+        f.read()
+    with pytest.raises(ValueError, match="does not describe"):
+        fs.open(path, prefetch_storage=tiers(1), pinned=[{**info, "name": "other/key"}])
+    with pytest.raises(ValueError, match="1 entries for 2 paths"):
+        fs.open([path, path], prefetch_storage=tiers(1), pinned=[info])

@@ -11,6 +11,7 @@ import pytest
 from conftest import BUCKET
 from distributed import Client, LocalCluster
 from nibabel.streamlines import TckFile, Tractogram, TrkFile
+from s3fs.utils import FileExpired
 
 from dask_prefetch import read_tractogram
 from dask_prefetch.streamlines import CorruptTractogramError
@@ -164,3 +165,15 @@ def test_task_keys_change_with_the_data(tmp_path, shards):
     before = read_tractogram(str(tmp_path / name)).lengths.name
     (tmp_path / name).write_bytes(data[:-12 * 4])  # another version of the file
     assert read_tractogram(str(tmp_path / name)).lengths.name != before
+
+
+def test_tasks_read_the_versions_seen_when_the_graph_was_built(raw_fs, storage_options, tiers, shards):
+    objects, _ = layout("global-header", shards)
+    for name, data in objects.items():
+        raw_fs.pipe(f"{BUCKET}/{name}", data)
+    tg = read_tractogram(f"s3://{BUCKET}/hydi.*", storage_options=storage_options, prefetch_storage=tiers(1))
+    assert all(len(p.pins) == len(p.paths) for p in tg.partitions)  # no HEAD per task: the graph's own view
+    name = sorted(objects)[2]
+    raw_fs.pipe(f"{BUCKET}/{name}", objects[name][:-12])  # a shard replaced after the graph was built
+    with pytest.raises(FileExpired, match=name):
+        tg.lengths.compute(scheduler="sync")  # never the new bytes under the old graph's keys

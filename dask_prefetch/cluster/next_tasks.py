@@ -115,9 +115,8 @@ class NextTaskPrefetcher:
         with self._lock:
             if self._opened.get(key) is None or self._closed:
                 return None  # discarded before we got to it
-        paths, header_bytes, offset = read.partition.first_stream()
         with self._acting():
-            f = read.opener.open(paths, header_bytes, offset)
+            f = read.opener.open(*read.partition.first_stream())
         f.engine.set_limit(self.head_bytes)
         return f
 
