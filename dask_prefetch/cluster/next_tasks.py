@@ -3,8 +3,10 @@
 A worker holds its queue of ready tasks in priority order. When :class:`PrefetchSchedulerPlugin`
 places the read tasks, a worker receives them ahead of time (instead of one at a time as threads
 free up), so the queue says which partitions the worker reads next. Whenever a task becomes
-ready or starts, the worker opens the first stream of the next ``lookahead`` read tasks in the
-queue, prefetching at most ``head_bytes`` of each into the worker's tiers. When such a task runs,
+ready or starts, the worker opens the first stream of the next read tasks in the queue,
+prefetching at most ``head_bytes`` of each into the worker's tiers: as many tasks as it takes for
+those heads to add up to ``head_bytes`` per worker thread (small partitions: several per thread),
+or a fixed ``lookahead``. When such a task runs,
 its ``S3PrefetchFileSystem.open`` of that stream is handed the file already open (its first
 blocks local), and its window grows to the usual size: the task starts without waiting for the
 network. Files that no task claims (the task was stolen, cancelled, or opened something else)
@@ -40,7 +42,8 @@ class NextTaskPrefetcher:
     worker
         The ``distributed.Worker``.
     lookahead
-        Read tasks, among the next in the queue, opened ahead.
+        Read tasks, among the next in the queue, opened ahead; None: enough for their heads to
+        add up to ``head_bytes`` per thread (at most 4 tasks per thread).
     head_bytes
         Bytes each file opened ahead may prefetch before its task claims it.
     acting
@@ -53,7 +56,7 @@ class NextTaskPrefetcher:
     def __init__(
         self,
         worker: Any,
-        lookahead: int,
+        lookahead: int | None,
         head_bytes: int,
         acting: Callable[[], ContextManager[Any]],
         claim_timeout: float,
@@ -85,16 +88,22 @@ class NextTaskPrefetcher:
 
     def _plan(self) -> None:
         self._plan_pending = False
-        if self._closed or self.lookahead <= 0:
+        if self._closed or self.lookahead == 0:
             return
         state = self.worker.state
+        threads = max(1, state.nthreads)
+        most = self.lookahead if self.lookahead is not None else 4 * threads
+        wanted_bytes = self.head_bytes * threads if self.lookahead is None else float("inf")
         chosen: list[tuple[Hashable, PartitionRead]] = []
-        for ts in state.ready.peekn(4 * self.lookahead + 4):
+        heads = 0
+        for ts in state.ready.peekn(4 * most + 4):
             read = self._read_of(ts)
-            if read is not None:
-                chosen.append((ts.key, read))
-                if len(chosen) == self.lookahead:
-                    break
+            if read is None:
+                continue
+            chosen.append((ts.key, read))
+            heads += min(self.head_bytes, getattr(read.partition, "nbytes", 0) or self.head_bytes)
+            if len(chosen) == most or heads >= wanted_bytes:
+                break
         with self._lock:
             for key, read in chosen:
                 if key not in self._opened:

@@ -104,7 +104,7 @@ class PrefetchWorkerPlugin(WorkerPlugin):
         lookahead = config.get("next-tasks")
         self.next_tasks = NextTaskPrefetcher(
             worker,
-            lookahead=worker.state.nthreads if lookahead is None else int(lookahead),
+            lookahead=None if lookahead is None else int(lookahead),
             head_bytes=config.get_bytes("next-task-bytes"),
             acting=self.acting,
             claim_timeout=config.get_seconds("read-timeout"),
