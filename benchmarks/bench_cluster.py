@@ -158,7 +158,7 @@ def engine_totals(client: Any) -> dict[str, float]:
     """The workers' ``process_stats()`` summed (peaks too: only deltas of totals are used)."""
 
     def on_worker() -> dict:
-        return dataclasses.asdict(dask_prefetch.engine.process_stats())
+        return dataclasses.asdict(dask_prefetch.process_stats())
 
     per_worker = list(client.run(on_worker).values())
     return {key: sum(stats[key] for stats in per_worker) for key in per_worker[0]}
@@ -208,9 +208,9 @@ def main(argv: list[str] | None = None) -> dict:
         logging.getLogger(name).setLevel(logging.ERROR)
     began, load_start = time.perf_counter(), os.getloadavg()
     storage = [(args.storage, args.storage_mib)]
-    has_stats = hasattr(dask_prefetch.engine, "process_stats")
+    has_stats = hasattr(dask_prefetch, "process_stats")
     if not has_stats:
-        print("dask_prefetch.engine.process_stats is missing: no stall figures")
+        print("dask_prefetch.process_stats is missing: no stall figures")
     plugins: dict[str, Callable[[], list]] = {A: list, B: list, ON_CLUSTER: list}
     if hasattr(dask_prefetch, "PrefetchSchedulerPlugin"):
         plugins[C] = lambda: [dask_prefetch.PrefetchSchedulerPlugin(),

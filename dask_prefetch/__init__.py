@@ -7,9 +7,10 @@ The data path: S3 -> :mod:`.fetch` (ranged GETs) -> :mod:`.tiers` (local storage
 
 from . import config  # registers the dask.config defaults
 from .cluster import PrefetchSchedulerPlugin, PrefetchWorkerPlugin, register_plugins
-from .engine import EngineStats, PrefetchEngine, process_stats
+from .engine import PrefetchEngine
 from .file import PrefetchFile
 from .filesystem import S3PrefetchFileSystem
+from .stats import EngineStats, process_stats
 from .tiers import TierSet
 from .tractogram import Tractogram, read_tractogram
 

@@ -17,7 +17,6 @@ import itertools
 import os
 import threading
 import time
-import weakref
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -26,6 +25,7 @@ from s3fs.utils import FileExpired
 
 from .fetch import fetch_part
 from .layout import Block, Layout
+from .stats import EngineStats, engine_closed, engine_opened
 from .tiers import ScratchDirectory, StorageTier, TierSet, disk_bytes
 
 _CLOSE_WAIT_SECONDS = 0.5
@@ -62,44 +62,6 @@ class _Slot:
             p += 1
             end = parts[p].block_offset + self.filled[p]
         return end
-
-
-@dataclass
-class EngineStats:
-    """Counters of one engine, for benchmarks and metrics."""
-
-    bytes_fetched: int = 0
-    requests: int = 0
-    stall_seconds: float = 0.0
-    blocks_refetched: int = 0
-    peak_in_flight: int = 0
-    bytes_served: int = 0  # bytes handed to the reader
-    start_stall_seconds: float = 0.0  # from asking for a file (opening included) to its first bytes
-    files_opened: int = 0
-
-    def add(self, other: "EngineStats") -> None:
-        """Accumulate ``other`` (peaks take the maximum, the rest add up)."""
-        for key, value in vars(other).items():
-            mine = getattr(self, key)
-            setattr(self, key, max(mine, value) if key.startswith("peak") else mine + value)
-
-
-_live_engines: weakref.WeakSet[PrefetchEngine] = weakref.WeakSet()
-_closed_totals = EngineStats()
-_totals_lock = threading.Lock()
-
-
-def process_stats() -> EngineStats:
-    """Totals over every prefetching file this process has opened (open ones included).
-
-    With or without the worker plugin: ``client.run(process_stats)`` gives them per worker.
-    """
-    with _totals_lock:
-        total = EngineStats()
-        total.add(_closed_totals)
-        for engine in list(_live_engines):
-            total.add(engine.stats)
-        return total
 
 
 class PrefetchEngine:
@@ -161,8 +123,7 @@ class PrefetchEngine:
             self._remove_scratch()
             raise
         tiers.add_listener(self._space_released, self._pressed)
-        with _totals_lock:
-            _live_engines.add(self)
+        engine_opened(self)
         with self._cond:
             self._schedule()
 
@@ -269,10 +230,7 @@ class PrefetchEngine:
                 self._cond.wait_for(lambda: not self._slots, _CLOSE_WAIT_SECONDS)
         self.tiers.remove_listener(self._space_released)
         self._remove_scratch()
-        with _totals_lock:
-            if self in _live_engines:
-                _live_engines.discard(self)
-                _closed_totals.add(self.stats)
+        engine_closed(self)
 
     @property
     def closed(self) -> bool:

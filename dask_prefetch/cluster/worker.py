@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence
 from distributed.diagnostics.plugin import WorkerPlugin
 
 from .. import config
-from ..engine import EngineStats
+from ..stats import EngineStats
 from ..tiers import ScratchDirectory, TierSet
 from . import prometheus
 from .next_tasks import NextTaskPrefetcher

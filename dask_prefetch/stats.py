@@ -1,0 +1,62 @@
+"""Counters of prefetching files: per file (:class:`EngineStats`) and per process (:func:`process_stats`)."""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .engine import PrefetchEngine
+
+
+@dataclass
+class EngineStats:
+    """Counters of one engine (or totals of several), for benchmarks and metrics."""
+
+    bytes_fetched: int = 0
+    requests: int = 0
+    stall_seconds: float = 0.0
+    blocks_refetched: int = 0
+    peak_in_flight: int = 0
+    bytes_served: int = 0  # bytes handed to the reader
+    start_stall_seconds: float = 0.0  # from asking for a file (opening included) to its first bytes
+    files_opened: int = 0
+
+    def add(self, other: EngineStats) -> None:
+        """Accumulate ``other`` (peaks take the maximum, the rest add up)."""
+        for key, value in vars(other).items():
+            mine = getattr(self, key)
+            setattr(self, key, max(mine, value) if key.startswith("peak") else mine + value)
+
+
+_live: weakref.WeakSet[PrefetchEngine] = weakref.WeakSet()
+_closed = EngineStats()
+_lock = threading.Lock()
+
+
+def engine_opened(engine: PrefetchEngine) -> None:
+    with _lock:
+        _live.add(engine)
+
+
+def engine_closed(engine: PrefetchEngine) -> None:
+    with _lock:
+        if engine in _live:
+            _live.discard(engine)
+            _closed.add(engine.stats)
+
+
+def process_stats() -> EngineStats:
+    """Totals over every prefetching file this process has opened (open ones included).
+
+    With or without the worker plugin: ``client.run(dask_prefetch.process_stats)`` gives them per
+    worker.
+    """
+    with _lock:
+        total = EngineStats()
+        total.add(_closed)
+        for engine in list(_live):
+            total.add(engine.stats)
+        return total
