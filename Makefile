@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed
 
 demo: install
-	$(PY) examples/quickstart.py
+	$(PY) -m dask_prefetch demo
 
 test: install
 	$(PY) -m pytest -q

@@ -16,58 +16,21 @@
 
 from __future__ import annotations
 
-import io
 import os
 import time
 
 import numpy as np
 import s3fs
 from distributed import Client, LocalCluster
-from nibabel.streamlines import Tractogram, TrkFile
+from nibabel.streamlines import TrkFile
 
 from dask_prefetch import S3PrefetchFileSystem, process_stats, read_tractogram, register_plugins
 from dask_prefetch.streamlines import StreamlineChunk
 from dask_prefetch.testing import LocalS3Server
+from dask_prefetch.testing.tractograms import synthetic_streamlines, upload_sharded
 
 MiB = 2**20
 HEADER = 1000
-
-
-def synthetic_streamlines(n: int, seed: int = 0) -> list[np.ndarray]:
-    """Random walks of 20-200 points, in mm."""
-    rng = np.random.default_rng(seed)
-    lengths = rng.integers(20, 200, n)
-    return [np.cumsum(rng.normal(0, 1, (k, 3)), axis=0).astype(np.float32) + 50 for k in lengths]
-
-
-def trk_bytes(streamlines: list[np.ndarray]) -> bytes:
-    buf = io.BytesIO()
-    TrkFile(Tractogram(streamlines, affine_to_rasmm=np.eye(4))).save(buf)
-    return buf.getvalue()
-
-
-def upload_sharded(raw: s3fs.S3FileSystem, bucket: str, shards: list[list[np.ndarray]]) -> list[str]:
-    """Global header + one TRK per shard (each with its own header), as in large S3 tractograms."""
-    raw.mkdir(bucket)
-    bodies = [trk_bytes(s) for s in shards]
-    header = bytearray(bodies[0][:HEADER])
-    header[988:992] = np.int32(0).tobytes()  # n_count 0: "read to the end"
-    paths = [f"{bucket}/tractogram.trk"]
-    raw.pipe(paths[0], bytes(header))
-    for i, body in enumerate(bodies):
-        paths.append(f"{bucket}/tractogram.pt{i:03d}")
-        raw.pipe(paths[-1], body)
-    return paths
-
-
-def streamline_lengths_mm(chunk: StreamlineChunk) -> np.ndarray:
-    """Length in mm of every streamline of a chunk, vectorised over its flat points."""
-    steps = np.linalg.norm(np.diff(chunk.points.astype(np.float64), axis=0), axis=1)
-    ends = np.cumsum(chunk.lengths)
-    starts = ends - chunk.lengths
-    steps[ends[:-1] - 1] = 0  # no step from one streamline to the next
-    total = np.concatenate([[0.0], np.cumsum(steps)])
-    return total[ends - 1] - total[starts]
 
 
 def main() -> None:
@@ -78,7 +41,8 @@ def main() -> None:
         options = server.storage_options()
         raw = s3fs.S3FileSystem(**options, skip_instance_cache=True)
         fs = S3PrefetchFileSystem(**options)
-        paths = upload_sharded(raw, "tractography", shards)
+        raw.mkdir("tractography")
+        paths = upload_sharded(raw, "tractography/tractogram", shards)
         sizes = fs.sizes(paths)
         print(f"S3 at {server.endpoint_url}: {len(paths) - 1} shards + header, {sum(sizes) / MiB:.1f} MiB")
 
@@ -99,7 +63,7 @@ def main() -> None:
         with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=":0") as cluster, Client(cluster) as c:
             register_plugins(c)  # tiers: dask-prefetch.storage, else /dev/shm (or the temp dir), 1 GiB per worker
             tg = read_tractogram([f"s3://{p}" for p in paths], storage_options=options)
-            lengths_mm = tg.map_chunks(streamline_lengths_mm).compute()
+            lengths_mm = tg.map_chunks(StreamlineChunk.arc_lengths).compute()
             lengths_mm = np.concatenate(lengths_mm)
             per_worker = c.run(process_stats)
         opened = sum(s.files_opened for s in per_worker.values())
@@ -108,7 +72,9 @@ def main() -> None:
         np.testing.assert_allclose(lengths_mm, reference, rtol=1e-9)
         counts, edges = np.histogram(lengths_mm, bins=5)
         print(f"read_tractogram on a LocalCluster: {tg}, {len(lengths_mm)} streamline lengths (mm), as nibabel's")
-        print(f"  {opened} streams opened on 2 workers, {1000 * waited / max(opened, 1):.0f} ms mean wait for first bytes")
+        print(
+            f"  {opened} streams opened on 2 workers, {1000 * waited / max(opened, 1):.0f} ms mean wait for first bytes"
+        )
         for n, lo, hi in zip(counts, edges, edges[1:]):
             print(f"  {lo:6.1f}-{hi:6.1f} mm {'#' * int(60 * n / counts.max())} {n}")
     print("demo OK")

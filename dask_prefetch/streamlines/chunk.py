@@ -68,6 +68,18 @@ class StreamlineChunk:
         np.cumsum(self.lengths[:-1], out=out[1:])
         return out
 
+    def arc_lengths(self) -> np.ndarray:
+        """Length in mm of every streamline (the sum of its steps), float64, vectorised over the chunk."""
+        points = self.points.astype(np.float64)
+        into = np.zeros(len(points))  # the step into each point from the one before
+        into[1:] = np.linalg.norm(np.diff(points, axis=0), axis=1)
+        starts, some = self.offsets, self.lengths > 0
+        into[starts[some]] = 0.0  # a streamline's first point has no step into it
+        total = np.cumsum(into)
+        out = np.zeros(len(self.lengths))
+        out[some] = total[starts[some] + self.lengths[some] - 1] - total[starts[some]]
+        return out
+
     def streamlines(self) -> list[np.ndarray]:
         """One ``(n_points, 3)`` view per streamline."""
         return np.split(self.points, np.cumsum(self.lengths[:-1])) if len(self.lengths) else []

@@ -1,0 +1,1 @@
+"""The ``dask-prefetch`` command line (``python -m dask_prefetch`` too)."""

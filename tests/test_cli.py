@@ -1,0 +1,64 @@
+"""The ``dask-prefetch`` command: demo on the embedded default, stats against a real (local) S3, errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import BUCKET
+
+from dask_prefetch.cli.main import main
+from dask_prefetch.testing.tractograms import sharded_tractogram, upload_sharded
+
+
+@pytest.fixture
+def aws_env(monkeypatch, storage_options):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", storage_options["key"])
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", storage_options["secret"])
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    return storage_options["endpoint_url"]
+
+
+def test_stats_counts_a_sharded_tractogram_on_s3(raw_fs, aws_env, capsys, tmp_path):
+    shards = sharded_tractogram(2, 3, seed=7)
+    upload_sharded(raw_fs, f"{BUCKET}/hydi", shards)
+    n = sum(len(s) for s in shards)
+    points = sum(len(x) for s in shards for x in s)
+    code = main(["stats", f"s3://{BUCKET}/hydi.*", "--endpoint-url", aws_env, "--storage", f"{tmp_path}:64",
+                 "--workers", "1", "--no-progress"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0
+    assert f"{n:,} streamlines, {points:,} points" in out
+    assert "prefetch: 3 streams" in out and "bounding box (mm)" in out
+
+
+def test_errors_are_one_clear_line_and_a_non_zero_exit(aws_env, capsys):
+    code = main(["stats", f"s3://{BUCKET}/nothing-here.trk", "--endpoint-url", aws_env])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.strip().splitlines()[-1].startswith("dask-prefetch: error: FileNotFoundError")
+    assert "Traceback" not in err
+    assert main(["stats", "x.trk", "--storage", "no-budget"]) == 2  # a usage error
+    assert main(["--version"]) == 0
+
+
+def test_demo_runs_the_main_job_on_the_embedded_default():
+    # As a user runs it: a console process, a small tractogram, no WAN, and the nibabel comparison.
+    result = subprocess.run(
+        [sys.executable, "-m", "dask_prefetch", "demo", "--size-mb", "4", "--shards", "2", "--latency", "0"],
+        capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "streamlines" in result.stdout and "same counts" in result.stdout
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("example", ["quickstart.py"])
+def test_examples_run_against_the_embedded_s3(example):
+    root = Path(__file__).resolve().parents[1]
+    result = subprocess.run([sys.executable, str(root / "examples" / example)], capture_output=True, text=True,
+                            timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "demo OK" in result.stdout
