@@ -27,6 +27,7 @@ from .fetch import fetch_part
 from .layout import Block, Layout
 from .stats import EngineStats, engine_closed, engine_opened
 from .tiers import ScratchDirectory, StorageTier, TierSet, disk_bytes
+from .trace import current_tracer
 
 _CLOSE_WAIT_SECONDS = 0.5
 _serials = itertools.count()
@@ -113,6 +114,8 @@ class PrefetchEngine:
         self._held = 0  # bytes of tier space our blocks hold
         self._limit: int | None = None  # bytes we may hold, cursor block aside (None: our fair share)
         self._asked_at: float | None = None  # when the reader asked for the file (see start_clock)
+        self._tracer = current_tracer()
+        self._traced = self._tracer.new_file(layout.shards[0].path) if self._tracer is not None else -1
         self._closed = False
         self._failure: BaseException | None = None
         self._scratch: dict[str, ScratchDirectory] = {}
@@ -171,8 +174,9 @@ class PrefetchEngine:
                     end = slot.available(offset, self.layout.part_size)
                     if end > offset:
                         if waited_since is not None:
-                            waited = time.monotonic() - waited_since
-                            self.stats.stall_seconds += waited
+                            now = time.monotonic()
+                            self.stats.stall_seconds += now - waited_since
+                            self._note("stall", index, waited_since, at=now)
                         if self._asked_at is not None:  # the reader's first bytes
                             self.stats.start_stall_seconds += time.monotonic() - self._asked_at
                             self._asked_at = None
@@ -225,7 +229,7 @@ class PrefetchEngine:
                 return
             self._closed = True
             for slot in list(self._slots.values()):
-                self._drop(slot)
+                self._drop(slot, "closed")
             if not self._on_loop_thread() and self._loop_alive():
                 self._cond.wait_for(lambda: not self._slots, _CLOSE_WAIT_SECONDS)
         self.tiers.remove_listener(self._space_released)
@@ -259,7 +263,7 @@ class PrefetchEngine:
             self._cursor = index
         elif index > self._cursor:
             for i in [i for i in self._slots if i < index]:
-                self._drop(self._slots[i])
+                self._drop(self._slots[i], "consumed" if i <= self._cursor else "evicted")  # read, or skipped
             self._cursor = index
         else:
             return
@@ -313,6 +317,7 @@ class PrefetchEngine:
             self.stats.blocks_refetched += 1
         slot = _Slot(block, tier, path, fd, [0] * len(block.parts), next(_serials))
         self._slots[block.index] = slot
+        self._note("requested", block.index, self.tiers.tiers.index(tier))
         self._held += disk_bytes(block.length)
         return slot
 
@@ -325,10 +330,11 @@ class PrefetchEngine:
         self._drop(victim)
         return victim.block.index not in self._slots
 
-    def _drop(self, slot: _Slot) -> None:
+    def _drop(self, slot: _Slot, why: str = "evicted") -> None:
         """Stop ``slot``'s GETs; free it now, or when the last of them has ended."""
         if not slot.dropped:
             slot.dropped = True
+            self._note(why, slot.block.index)
             self._evicted.add(slot.block.index)
             if slot.outstanding and self._loop_alive():
                 self._loop.call_soon_threadsafe(self._cancel_tasks, slot)
@@ -367,6 +373,8 @@ class PrefetchEngine:
         with self._cond:
             slot.filled[p] += nbytes
             self.stats.bytes_fetched += nbytes
+            if self._tracer is not None and sum(slot.filled) == slot.block.length:
+                self._note("arrived", slot.block.index)
             self._cond.notify_all()
 
     def _task_done(self, slot: _Slot, p: int, task: asyncio.Task) -> None:
@@ -420,6 +428,10 @@ class PrefetchEngine:
                 if self._held <= share:
                     break
                 self._drop(self._slots[index])
+
+    def _note(self, kind: str, block: int, detail: object = None, at: float | None = None) -> None:
+        if self._tracer is not None:
+            self._tracer.add(self._traced, kind, block, detail, at)
 
     def _loop_alive(self) -> bool:
         return not self._loop.is_closed()

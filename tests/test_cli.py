@@ -44,15 +44,18 @@ def test_errors_are_one_clear_line_and_a_non_zero_exit(aws_env, capsys):
     assert main(["--version"]) == 0
 
 
-def test_demo_runs_the_main_job_on_the_embedded_default():
-    # As a user runs it: a console process, a small tractogram, no WAN, and the nibabel comparison.
+def test_demo_runs_the_main_job_on_the_embedded_default(tmp_path):
+    # As a user runs it: a console process, a small tractogram, no WAN, the nibabel comparison, a timeline.
+    png = tmp_path / "timeline.png"
     result = subprocess.run(
-        [sys.executable, "-m", "dask_prefetch", "demo", "--size-mb", "4", "--shards", "2", "--latency", "0"],
+        [sys.executable, "-m", "dask_prefetch", "demo", "--size-mb", "4", "--shards", "2", "--latency", "0",
+         "--timeline", str(png)],
         capture_output=True, text=True, timeout=180,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     assert "streamlines" in result.stdout and "same counts" in result.stdout
     assert "Traceback" not in result.stderr
+    assert png.read_bytes()[:4] == b"\x89PNG"
 
 
 @pytest.mark.parametrize("example", ["quickstart.py"])

@@ -21,6 +21,7 @@ def run_demo(
     threads: int,
     compare: bool,
     progress: bool | None,
+    timeline: str | None = None,
 ) -> None:
     """Start a local S3 server (and a simulated WAN), write a sample tractogram, summarise it on a LocalCluster."""
     import s3fs
@@ -69,6 +70,29 @@ def run_demo(
                     f"\nsame job with nibabel over plain s3fs (a task per shard): {seconds:.2f} s, "
                     f"{seconds / result.seconds:.1f}x dask_prefetch's time; same counts"
                 )
+        if timeline:
+            _plot_timeline(options, paths, timeline)
+
+
+def _plot_timeline(options: dict, paths: list[str], png: str) -> None:
+    """Read the global header + every shard as one file, parsing as it goes, traced; plot the timeline."""
+    from ..filesystem import S3PrefetchFileSystem
+    from ..streamlines.trk import TrkReader
+    from ..trace import Tracer
+
+    fs = S3PrefetchFileSystem(**options)
+    started = time.perf_counter()
+    with Tracer() as trace, fs.open(paths, header_bytes=1000, block_size=8 * 2**20, part_size=2 * 2**20) as f:
+        n = sum(len(chunk.lengths) for chunk in TrkReader(f, paths[0]))
+        stats = f.stats
+    seconds = time.perf_counter() - started
+    trace.plot(
+        png, title=f"one logical file: {len(paths) - 1} shards, 8 MiB blocks, read and parsed in {seconds:.1f} s"
+    )
+    click.echo(
+        f"\ntimeline of one traced read ({n:,} streamlines, {stats.requests} GETs, waited "
+        f"{stats.stall_seconds:.2f} s): {png}"
+    )
 
 
 def _nibabel_over_s3fs(client: object, options: dict, shards: list[str]) -> tuple[float, Summary]:

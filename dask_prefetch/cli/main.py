@@ -114,6 +114,12 @@ def stats(
     "--compare/--no-compare", default=True, show_default=True, help="Time the same job with nibabel over plain s3fs."
 )
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: when stderr is a terminal).")
+@click.option(
+    "--timeline",
+    type=click.Path(dir_okay=False),
+    metavar="PNG",
+    help="Also read the whole tractogram as one file, traced, and plot its prefetch timeline (needs matplotlib).",
+)
 def demo(
     size_mb: float,
     shards: int,
@@ -123,11 +129,12 @@ def demo(
     threads: int,
     compare: bool,
     progress: bool | None,
+    timeline: str | None,
 ) -> None:
     """The main job on an embedded default: local S3 server, sample tractogram, LocalCluster."""
     from .demo import run_demo
 
-    run_demo(size_mb, shards, latency, bandwidth_mib, workers, threads, compare, progress)
+    run_demo(size_mb, shards, latency, bandwidth_mib, workers, threads, compare, progress, timeline)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
