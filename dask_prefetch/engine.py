@@ -13,6 +13,7 @@ after every GET writing to it has ended.
 from __future__ import annotations
 
 import asyncio
+import logging
 import itertools
 import os
 import threading
@@ -29,6 +30,7 @@ from .stats import EngineStats, engine_closed, engine_opened
 from .tiers import ScratchDirectory, StorageTier, TierSet, disk_bytes
 from .trace import current_tracer
 
+logger = logging.getLogger(__name__)
 _CLOSE_WAIT_SECONDS = 0.5
 _serials = itertools.count()
 
@@ -127,6 +129,14 @@ class PrefetchEngine:
             raise
         tiers.add_listener(self._space_released, self._pressed)
         engine_opened(self)
+        logger.debug(
+            "%s: %d blocks over %d object(s), %d GETs in flight, from block %d",
+            layout.shards[0].path,
+            len(layout.blocks),
+            len(layout.shards),
+            concurrency,
+            start,
+        )
         with self._cond:
             self._schedule()
 
@@ -235,6 +245,7 @@ class PrefetchEngine:
         self.tiers.remove_listener(self._space_released)
         self._remove_scratch()
         engine_closed(self)
+        logger.debug("%s closed: %s", self.layout.shards[0].path, self.stats)
 
     @property
     def closed(self) -> bool:

@@ -8,6 +8,7 @@ from the first missing byte; errors of the request itself are retried by s3fs an
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from typing import Callable
 
@@ -20,6 +21,7 @@ from s3fs.core import S3_RETRYABLE_ERRORS
 from .layout import Part, Shard
 
 #: Largest piece read from a body before it is written out.
+logger = logging.getLogger(__name__)
 CHUNK_BYTES = 1 << 20
 
 #: Failures of a body stream that are worth resuming from where it stopped.
@@ -128,6 +130,8 @@ async def fetch_part(
                 raise OSError(
                     f"{shard.path}: bytes {first}-{part.stop - 1} failed {failures} times; last error: {e!r}"
                 ) from e
-            await asyncio.sleep(min(0.1 * 2**failures, 5.0))
+            delay = min(0.1 * 2**failures, 5.0)
+            logger.debug("%s: body broke at byte %d (%r); resuming in %.1f s", shard.path, part.start + done, e, delay)
+            await asyncio.sleep(delay)
         finally:
             body.close()

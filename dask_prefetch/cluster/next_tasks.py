@@ -109,6 +109,7 @@ class NextTaskPrefetcher:
                 if key not in self._opened:
                     self._opened[key] = self._executor.submit(self._open, key, read)
                     self.opened_ahead += 1
+                    logger.debug("opening ahead for task %s", key)
 
     def _read_of(self, ts: Any) -> PartitionRead | None:
         if ts.key not in self._reads:
@@ -149,6 +150,7 @@ class NextTaskPrefetcher:
                 return None  # discarded meanwhile (and so closed)
             del self._opened[key]
             self.claimed += 1
+        logger.debug("task %s starts on %s, opened ahead", key, f.name)
         f.engine.set_limit(None)
         return f
 
