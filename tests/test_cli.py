@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -58,10 +59,18 @@ def test_demo_runs_the_main_job_on_the_embedded_default(tmp_path):
     assert png.read_bytes()[:4] == b"\x89PNG"
 
 
-@pytest.mark.parametrize("example", ["quickstart.py"])
+@pytest.mark.parametrize("example", ["quickstart.py", "one_big_object.py", "cluster_length_histogram.py"])
 def test_examples_run_against_the_embedded_s3(example):
     root = Path(__file__).resolve().parents[1]
     result = subprocess.run([sys.executable, str(root / "examples" / example)], capture_output=True, text=True,
                             timeout=300)  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     assert "demo OK" in result.stdout
+
+
+def test_the_notebook_runs_cell_by_cell():
+    notebook = json.loads((Path(__file__).resolve().parents[1] / "examples" / "notebook.ipynb").read_text())
+    code = "\n\n".join("".join(c["source"]) for c in notebook["cells"] if c["cell_type"] == "code")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "streamlines, mean" in result.stdout
