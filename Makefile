@@ -21,4 +21,4 @@ test: install
 	$(PY) -m pytest -q
 
 bench: install
-	$(PY) benchmarks/bench_prefetch.py
+	$(PY) -m dask_prefetch bench

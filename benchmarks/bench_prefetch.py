@@ -272,10 +272,10 @@ def summarise(args, total, times, server_mibs, stats) -> dict:
     if "dask_prefetch" in bal and "dask_prefetch" in io:
         bound = max(io["dask_prefetch"], bal["compute only"])
         checks["balanced: <= 1.15x max(io time, compute time)"] = bal["dask_prefetch"] / bound
-    limits = {"faster": 4.0, "within": 1.3, "<=": 1.15}
+    limits = {name: 4.0 if "faster" in name else 1.3 if "within" in name else 1.15 for name in checks}
     print("\ntargets")
     for name, value in checks.items():
-        ok = value >= 4.0 if "faster" in name else value <= (1.3 if "within" in name else 1.15)
+        ok = value >= limits[name] if "faster" in name else value <= limits[name]
         print(f"  {'PASS' if ok else 'MISS'}  {name}: {value:.2f}")
     return {
         "settings": vars(args),

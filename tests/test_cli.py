@@ -74,3 +74,32 @@ def test_the_notebook_runs_cell_by_cell():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "streamlines, mean" in result.stdout
+
+
+def test_bench_merges_and_plots_what_the_scripts_wrote(tmp_path):
+    pytest.importorskip("matplotlib")
+    from dask_prefetch.cli.bench import plot, targets
+
+    merged = {
+        "prefetch": {
+            "medians": {"io": {"dask_prefetch": 1.0, "s3fs default": 7.5}},
+            "targets": {"io: >= 4x faster than s3fs default": 7.5, "io: within 1.3x of download-everything-first": 1.4},
+            "target_limits": {"io: >= 4x faster than s3fs default": 4.0, "io: within 1.3x of download-everything-first": 1.3},
+        },
+        "cluster": {"medians": {"(c)": 5.8, "(b)": 7.8}, "targets": {"(c) <= 1.2x ideal": 3.4}, "target_limits": {"(c) <= 1.2x ideal": 1.2}},
+    }  # fmt: skip
+    assert [(name, met) for name, _, _, _, met in targets(merged)] == [
+        ("prefetch", True),
+        ("prefetch", False),
+        ("cluster", False),
+    ]
+    plot(merged, tmp_path / "bench.png")
+    assert (tmp_path / "bench.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_bench_runs_a_script_of_the_checkout(tmp_path, capsys):
+    code = main(["bench", "--only", "parsers", "--repeat", "1", "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert (tmp_path / "bench_parsers.json").is_file() and (tmp_path / "bench.json").is_file()
+    assert "TRK: ours >= 10x" in out and (tmp_path / "bench.png").is_file()

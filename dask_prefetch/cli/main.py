@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
+from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import click
@@ -135,6 +136,35 @@ def demo(
     from .demo import run_demo
 
     run_demo(size_mb, shards, latency, bandwidth_mib, workers, threads, compare, progress, timeline)
+
+
+@cli.command()
+@click.option(
+    "--only",
+    multiple=True,
+    type=click.Choice(["prefetch", "tractogram", "cluster", "parsers"]),
+    help="Run only these (repeatable; default: all four, ~10 min).",
+)
+@click.option("--repeat", type=int, help="Runs per method (default: each script's own).")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("benchmarks/results"),
+    show_default=True,
+    help="Where the JSON files and bench.png go.",
+)
+def bench(only: tuple[str, ...], repeat: int | None, out: Path) -> None:
+    """Run the benchmarks of a source checkout; write bench.json and bench.png, print the targets."""
+    from .bench import plot, run_benchmarks, targets
+
+    merged = run_benchmarks(only, repeat, out)
+    for name, target, value, limit, met in targets(merged):
+        click.echo(f"{'PASS' if met else 'MISS'}  {name}: {target} = {value:.3g} (limit {limit:g})")
+    try:
+        plot(merged, out / "bench.png")
+        click.echo(f"wrote {out / 'bench.json'} and {out / 'bench.png'}")
+    except ImportError:
+        click.echo(f"wrote {out / 'bench.json'} (no plot: pip install 'dask-prefetch[plot]')")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
