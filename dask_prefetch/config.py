@@ -2,7 +2,8 @@
 
 Every setting lives under the ``dask-prefetch`` key (see ``dask-prefetch.yaml``) and can be
 overridden the usual Dask ways: ``dask.config.set({"dask-prefetch.block-size": "64 MiB"})``, a
-YAML file in ``~/.config/dask/``, or ``DASK_DASK_PREFETCH__BLOCK_SIZE=64MiB`` in the environment.
+YAML file in ``~/.config/dask/``, or ``DASK_DASK_PREFETCH__BLOCK_SIZE=64MiB`` in the environment
+(``DASK_PREFETCH__BLOCK_SIZE=64MiB`` works too).
 Constructor and ``open`` arguments override the configuration; ``None`` means "use it".
 """
 
@@ -21,6 +22,16 @@ _DEFAULTS_FILE = Path(__file__).with_name("dask-prefetch.yaml")
 
 with _DEFAULTS_FILE.open() as _f:
     dask.config.update_defaults(yaml.safe_load(_f))
+
+
+def _short_environment_names(environ: dict[str, str]) -> dict:
+    """``DASK_PREFETCH__BLOCK_SIZE=64MiB`` as ``DASK_DASK_PREFETCH__BLOCK_SIZE`` would be read by Dask."""
+    prefix = "DASK_PREFETCH__"
+    renamed = {f"DASK_DASK_PREFETCH__{k[len(prefix) :]}": v for k, v in environ.items() if k.startswith(prefix)}
+    return dask.config.collect_env(renamed) if renamed else {}
+
+
+dask.config.update(dask.config.config, _short_environment_names(dict(os.environ)), priority="new")
 
 MiB = 2**20
 

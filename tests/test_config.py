@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import tempfile
 
 import dask
+import pytest
 from conftest import MiB, put_shards, scratch_dirs
 
 from dask_prefetch import config
@@ -40,3 +44,11 @@ def test_default_storage_is_shared_memory_when_writable():
     ((directory, mib),) = config.default_storage()
     assert directory in ("/dev/shm", tempfile.gettempdir())
     assert mib == 1024
+
+
+@pytest.mark.parametrize("prefix", ["DASK_DASK_PREFETCH__", "DASK_PREFETCH__"])
+def test_environment_variables_set_the_defaults(prefix, tmp_path):
+    env = {**os.environ, f"{prefix}BLOCK_SIZE": "64MiB", f"{prefix}STORAGE": f'[["{tmp_path}", 100]]'}
+    code = "import dask, dask_prefetch; print(dask.config.get('dask-prefetch.block-size'), dask_prefetch.config.default_storage())"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == f"64MiB [('{tmp_path}', 100.0)]"
