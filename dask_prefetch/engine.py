@@ -13,6 +13,7 @@ after every GET writing to it has ended.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import itertools
 import os
@@ -32,6 +33,8 @@ from .trace import current_tracer
 
 logger = logging.getLogger(__name__)
 _CLOSE_WAIT_SECONDS = 0.5
+# Engines made in this context start with this limit (files opened ahead of their task).
+opening_limit: contextvars.ContextVar[int | None] = contextvars.ContextVar("dask_prefetch_opening_limit", default=None)
 _serials = itertools.count()
 
 
@@ -114,7 +117,9 @@ class PrefetchEngine:
         self._cursor = start
         self._inflight = 0
         self._held = 0  # bytes of tier space our blocks hold
-        self._limit: int | None = None  # bytes we may hold, cursor block aside (None: our fair share)
+        self._limit = opening_limit.get()  # bytes we may hold, cursor block aside (None: our fair share)
+        if self._limit is not None:
+            self._limit = min(self._limit, disk_bytes(layout.size))
         self._asked_at: float | None = None  # when the reader asked for the file (see start_clock)
         self._tracer = current_tracer()
         self._traced = self._tracer.new_file(layout.shards[0].path) if self._tracer is not None else -1
@@ -128,6 +133,7 @@ class PrefetchEngine:
             self._remove_scratch()
             raise
         tiers.add_listener(self._space_released, self._pressed)
+        tiers.set_cap(self._space_released, self._limit)
         engine_opened(self)
         logger.debug(
             "%s: %d blocks over %d object(s), %d GETs in flight, from block %d",
@@ -225,6 +231,7 @@ class PrefetchEngine:
         """
         with self._cond:
             self._limit = nbytes
+            self.tiers.set_cap(self._space_released, nbytes)
             self._schedule()
 
     def close(self) -> None:
@@ -313,7 +320,7 @@ class PrefetchEngine:
         tier = self.tiers.reserve(block.length)
         while tier is None:
             if not self._make_room_after(block.index):
-                if block.index == self._cursor:
+                if block.index == self._cursor and self._limit is None:
                     self.tiers.press(self._space_released)  # others hold more than their share
                 return None
             tier = self.tiers.reserve(block.length)
@@ -328,7 +335,8 @@ class PrefetchEngine:
             self.stats.blocks_refetched += 1
         slot = _Slot(block, tier, path, fd, [0] * len(block.parts), next(_serials))
         self._slots[block.index] = slot
-        self._note("requested", block.index, self.tiers.tiers.index(tier))
+        if self._tracer is not None:
+            self._note("requested", block.index, self.tiers.tiers.index(tier))
         self._held += disk_bytes(block.length)
         return slot
 

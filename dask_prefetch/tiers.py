@@ -80,6 +80,7 @@ class TierSet:
         self._lock = threading.Lock()
         self._listeners: list[Callable[[], None]] = []
         self._shedders: dict[Callable[[], None], Callable[[], None]] = {}
+        self._caps: dict[Callable[[], None], int] = {}  # users holding at most this much
 
     @property
     def largest_budget(self) -> int:
@@ -120,11 +121,21 @@ class TierSet:
             if callback in self._listeners:
                 self._listeners.remove(callback)
             self._shedders.pop(callback, None)
+            self._caps.pop(callback, None)
+
+    def set_cap(self, callback: Callable[[], None], nbytes: int | None) -> None:
+        """The user registered with ``callback`` holds at most ``nbytes`` (None: its fair share)."""
+        with self._lock:
+            if nbytes is None:
+                self._caps.pop(callback, None)
+            elif callback in self._listeners:
+                self._caps[callback] = nbytes
 
     def fair_share(self) -> int:
-        """Bytes each user may hold ahead of its reader: the whole budget split among the users."""
+        """Bytes each user may hold: the budget left by capped users, split among the others."""
         with self._lock:
-            return sum(t.budget for t in self.tiers) // max(1, len(self._listeners))
+            left = sum(t.budget for t in self.tiers) - sum(self._caps.values())
+            return max(0, left) // max(1, len(self._listeners) - len(self._caps))
 
     def press(self, callback: Callable[[], None]) -> None:
         """Ask every user but the one registered with ``callback`` to shed what is beyond its share."""

@@ -9,6 +9,7 @@ import time
 from conftest import MiB, disk_usage, put_shards, scratch_dirs, wait_until
 
 from dask_prefetch import process_stats
+from dask_prefetch.engine import opening_limit
 from dask_prefetch.tiers import disk_bytes
 
 
@@ -140,3 +141,19 @@ def test_start_stall_runs_from_open_to_the_first_bytes_once(fs, raw_fs, tiers):
     after = process_stats()  # the process totals include the closed file
     assert after.files_opened - before.files_opened == 1
     assert after.bytes_served - before.bytes_served == MiB
+
+
+def test_a_file_opened_with_a_limit_holds_only_its_head_until_the_limit_is_lifted(fs, raw_fs, tiers):
+    (path,) = put_shards(raw_fs, [2 * MiB])
+    token = opening_limit.set(2 * 64 * 1024)  # as a worker opens the next task's stream ahead
+    try:
+        f = fs.open(path, block_size=64 * 1024, part_size=64 * 1024, prefetch_storage=tiers(4))
+    finally:
+        opening_limit.reset(token)
+    with f:
+        assert f.engine.held_blocks() == [0, 1]  # from the very first GETs on, not cut back later
+        wait_until(lambda: f.engine.in_flight == 0)
+        assert f.engine.held_blocks() == [0, 1]
+        f.engine.set_limit(None)  # its task claimed it: the whole window
+        wait_until(lambda: len(f.engine.held_blocks()) > 2)
+        assert f.read() == raw_fs.cat(path)

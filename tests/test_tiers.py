@@ -102,3 +102,18 @@ def test_sweep_removes_dead_owners_directories_and_keeps_live_ones(tmp_path):
         assert os.path.isdir(live.path)
     finally:
         live.remove()
+
+
+def test_capped_users_leave_the_rest_of_the_budget_to_the_others(tiers):
+    tier_set = TierSet(tiers(8))
+    users = [lambda: None for _ in range(3)]
+    for user in users:
+        tier_set.add_listener(user)
+    assert tier_set.fair_share() == 8 * MiB // 3
+    tier_set.set_cap(users[0], 2 * MiB)  # e.g. a file opened ahead of its task: its head only
+    assert tier_set.fair_share() == 3 * MiB  # (8 - 2) / 2
+    tier_set.set_cap(users[0], None)
+    assert tier_set.fair_share() == 8 * MiB // 3
+    tier_set.set_cap(users[1], 1 * MiB)
+    tier_set.remove_listener(users[1])
+    assert tier_set.fair_share() == 4 * MiB

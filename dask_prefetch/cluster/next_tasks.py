@@ -24,6 +24,7 @@ import logging
 import threading
 from typing import TYPE_CHECKING, Any, Callable, ContextManager, Hashable
 
+from ..engine import opening_limit
 from .tasks import PartitionRead, find_partition_read
 
 if TYPE_CHECKING:
@@ -51,6 +52,8 @@ class NextTaskPrefetcher:
         worker's tiers (the background thread runs no task).
     claim_timeout
         Longest a task waits for the opening of its stream, begun ahead, to finish.
+    budget
+        The worker's tier budget: heads opened ahead hold at most half of it.
     """
 
     def __init__(
@@ -60,11 +63,13 @@ class NextTaskPrefetcher:
         head_bytes: int,
         acting: Callable[[], ContextManager[Any]],
         claim_timeout: float,
+        budget: int | None = None,
     ) -> None:
         self.worker = worker
         self.lookahead = lookahead
         self.head_bytes = head_bytes
         self.claim_timeout = claim_timeout
+        self.budget = budget
         self._acting = acting
         self._reads: dict[Hashable, PartitionRead | None] = {}  # event loop thread only
         self._opened: dict[Hashable, concurrent.futures.Future] = {}  # guarded by _lock
@@ -94,6 +99,8 @@ class NextTaskPrefetcher:
         threads = max(1, state.nthreads)
         most = self.lookahead if self.lookahead is not None else 4 * threads
         wanted_bytes = self.head_bytes * threads if self.lookahead is None else float("inf")
+        if self.budget is not None:
+            wanted_bytes = min(wanted_bytes, self.budget // 2)  # heads never take most of the tiers
         chosen: list[tuple[Hashable, PartitionRead]] = []
         heads = 0
         for ts in state.ready.peekn(4 * most + 4):
@@ -125,10 +132,12 @@ class NextTaskPrefetcher:
         with self._lock:
             if self._opened.get(key) is None or self._closed:
                 return None  # discarded before we got to it
-        with self._acting():
-            f = read.opener.open(*read.partition.first_stream())
-        f.engine.set_limit(self.head_bytes)
-        return f
+        token = opening_limit.set(self.head_bytes)  # from its first GET on: only the head until claimed
+        try:
+            with self._acting():
+                return read.opener.open(*read.partition.first_stream())
+        finally:
+            opening_limit.reset(token)
 
     # -- task threads ------------------------------------------------------------------------
 
@@ -139,11 +148,16 @@ class NextTaskPrefetcher:
             future = self._opened.get(key) if key is not None else None
         if future is None:
             return None
+        if future.cancel():  # not begun yet (behind other openings): the task opens it sooner itself
+            self._discard(key)
+            return None
         try:
             f = future.result(timeout=self.claim_timeout)
         except Exception:  # the task's own open will meet (and raise) the same problem, if any
+            self._discard(key)
             return None
         if f is None or not _same_stream(f, fs, paths, open_kwargs, offset):
+            self._discard(key)  # the task reads something else first: give the space back now
             return None
         with self._lock:
             if self._opened.get(key) is not future:
@@ -159,8 +173,10 @@ class NextTaskPrefetcher:
     def _discard(self, key: Hashable) -> None:
         with self._lock:
             future = self._opened.pop(key, None)
-        if future is not None:
-            future.add_done_callback(_close_result)  # runs now if done, else when the opening ends
+            if future is not None and not self._closed:
+                # Closed on the background thread, after the opening (it is first in line): a close
+                # may wait for GETs to wind down, which must not happen on the worker's event loop.
+                self._executor.submit(_close_result, future)
 
     def close(self) -> None:
         """Close every file opened ahead and stop the background thread."""

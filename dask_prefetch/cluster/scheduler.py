@@ -60,7 +60,8 @@ class PrefetchSchedulerPlugin(SchedulerPlugin):
             read = find_partition_read(ts.run_spec)
             if read is not None:
                 reads.append((ts, max(1, int(getattr(read.partition, "nbytes", 0) or 0))))
-        workers = sorted(scheduler.running, key=lambda ws: ws.address)
+        # The least busy first: a small graph (or one read) goes where there is room, not always to one worker.
+        workers = sorted(scheduler.running, key=lambda ws: (len(ws.processing) / max(1, ws.nthreads), ws.address))
         if not reads or not workers:
             return
         reads.sort(key=lambda item: item[0].priority)

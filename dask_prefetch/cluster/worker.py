@@ -108,6 +108,7 @@ class PrefetchWorkerPlugin(WorkerPlugin):
             head_bytes=config.get_bytes("next-task-bytes"),
             acting=self.acting,
             claim_timeout=config.get_seconds("read-timeout"),
+            budget=sum(tier.budget for tier in self.tiers.tiers),
         )
         for key, metric in self._metrics().items():
             worker.metrics[key] = metric
