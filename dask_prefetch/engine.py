@@ -118,8 +118,8 @@ class PrefetchEngine:
         self._inflight = 0
         self._held = 0  # bytes of tier space our blocks hold
         self._limit = opening_limit.get()  # bytes we may hold, cursor block aside (None: our fair share)
-        if self._limit is not None:
-            self._limit = min(self._limit, disk_bytes(layout.size))
+        if self._limit is not None:  # no more than the whole file takes (blocks are page-rounded one by one)
+            self._limit = min(self._limit, sum(disk_bytes(b.length) for b in layout.blocks))
         self._asked_at: float | None = None  # when the reader asked for the file (see start_clock)
         self._tracer = current_tracer()
         self._traced = self._tracer.new_file(layout.shards[0].path) if self._tracer is not None else -1

@@ -6,7 +6,7 @@ import os
 import threading
 import time
 
-from conftest import MiB, disk_usage, put_shards, scratch_dirs, wait_until
+from conftest import MiB, disk_usage, logical_bytes, put_shards, scratch_dirs, wait_until
 
 from dask_prefetch import process_stats
 from dask_prefetch.engine import opening_limit
@@ -157,3 +157,15 @@ def test_a_file_opened_with_a_limit_holds_only_its_head_until_the_limit_is_lifte
         f.engine.set_limit(None)  # its task claimed it: the whole window
         wait_until(lambda: len(f.engine.held_blocks()) > 2)
         assert f.read() == raw_fs.cat(path)
+
+
+def test_a_head_limit_larger_than_the_file_takes_all_of_its_blocks(fs, raw_fs, tiers):
+    paths = put_shards(raw_fs, [1000, 300_000])  # a global header + a shard: two blocks, page-rounded apart
+    token = opening_limit.set(64 * MiB)
+    try:
+        f = fs.open(paths, header_bytes=1000, prefetch_storage=tiers(4))
+    finally:
+        opening_limit.reset(token)
+    with f:
+        assert f.engine.held_blocks() == [0, 1]  # the whole file, though 1000 + 299000 bytes fit in fewer pages
+        assert f.read() == logical_bytes(raw_fs, paths, 1000)
