@@ -160,12 +160,12 @@ def test_a_file_opened_with_a_limit_holds_only_its_head_until_the_limit_is_lifte
 
 
 def test_a_head_limit_larger_than_the_file_takes_all_of_its_blocks(fs, raw_fs, tiers):
-    paths = put_shards(raw_fs, [1000, 300_000])  # a global header + a shard: two blocks, page-rounded apart
+    paths = put_shards(raw_fs, [1000, 287_820])  # a global header + a shard: 1 + 71 pages apart, 71 together
     token = opening_limit.set(64 * MiB)
     try:
         f = fs.open(paths, header_bytes=1000, prefetch_storage=tiers(4))
     finally:
         opening_limit.reset(token)
     with f:
-        assert f.engine.held_blocks() == [0, 1]  # the whole file, though 1000 + 299000 bytes fit in fewer pages
+        assert f.engine.held_blocks() == [0, 1]  # the whole file, though its bytes fit in fewer pages
         assert f.read() == logical_bytes(raw_fs, paths, 1000)
