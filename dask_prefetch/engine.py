@@ -25,9 +25,11 @@ from functools import partial
 from s3fs import S3FileSystem
 from s3fs.utils import FileExpired
 
+from . import config
 from .fetch import fetch_part
 from .layout import Block, Layout
 from .stats import EngineStats, engine_closed, engine_opened
+from .stragglers import StragglerWatch
 from .tiers import ScratchDirectory, StorageTier, TierSet, disk_bytes
 from .trace import current_tracer
 
@@ -89,6 +91,11 @@ class PrefetchEngine:
         Longest :meth:`view` waits for data before raising ``TimeoutError``.
     start
         The block the reader starts at.
+    stall_timeout
+        Seconds without a byte after which a GET is resumed (None: ``dask-prefetch.stall-timeout``).
+    straggler_factor
+        Re-issue a GET once it has run this many times the median GET (0: never; None:
+        ``dask-prefetch.straggler-factor``).
     """
 
     def __init__(
@@ -100,9 +107,17 @@ class PrefetchEngine:
         retries: int,
         read_timeout: float,
         start: int = 0,
+        stall_timeout: float | None = None,
+        straggler_factor: float | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be >= 1, got {concurrency}")
+        self.stall_timeout = config.get_seconds("stall-timeout", stall_timeout)
+        if not self.stall_timeout > 0:
+            raise ValueError(f"stall-timeout must be > 0 seconds, got {self.stall_timeout}")
+        factor = float(config.get("straggler-factor") if straggler_factor is None else straggler_factor)
+        self._stragglers = StragglerWatch(factor)
+        self._last_error: BaseException | None = None  # of a GET that was resumed (for timeout messages)
         self.fs = fs
         self.layout = layout
         self.tiers = tiers
@@ -200,9 +215,10 @@ class PrefetchEngine:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     block = self.layout.blocks[index]
+                    last = f"; last GET error: {self._last_error}" if self._last_error is not None else ""
                     raise TimeoutError(
                         f"{block.shard.path}: no data for logical bytes {block.start + offset}.. within "
-                        f"{self.read_timeout:g} s ({self._inflight} requests in flight); "
+                        f"{self.read_timeout:g} s ({self._inflight} requests in flight{last}); "
                         "raise dask-prefetch.read-timeout for slow links"
                     )
                 waited_since = waited_since or time.monotonic()
@@ -381,7 +397,15 @@ class PrefetchEngine:
                 self._part_ended(slot, p, None)
                 return
             coro = fetch_part(
-                self.fs, slot.block.shard, slot.block.parts[p], slot.fd, partial(self._arrived, slot, p), self.retries
+                self.fs,
+                slot.block.shard,
+                slot.block.parts[p],
+                slot.fd,
+                partial(self._arrived, slot, p),
+                self.retries,
+                self.stall_timeout,
+                self._stragglers,
+                self._retried,
             )
             task = self._loop.create_task(coro)
             slot.tasks[p] = task
@@ -395,6 +419,14 @@ class PrefetchEngine:
             if self._tracer is not None and sum(slot.filled) == slot.block.length:
                 self._note("arrived", slot.block.index)
             self._cond.notify_all()
+
+    def _retried(self, how: str, error: BaseException | None) -> None:
+        with self._cond:
+            if how == "reissued":
+                self.stats.gets_reissued += 1
+            else:
+                self.stats.gets_resumed += 1
+                self._last_error = error
 
     def _task_done(self, slot: _Slot, p: int, task: asyncio.Task) -> None:
         with self._cond:

@@ -1,8 +1,10 @@
 """One ranged, ETag-conditioned GET streamed into a block file.
 
 The body is written in pieces with ``os.pwrite`` as it arrives, so memory does not grow with
-the size of a part or with the number of GETs in flight. A body stream that breaks is resumed
-from the first missing byte; errors of the request itself are retried by s3fs and botocore.
+the size of a part or with the number of GETs in flight. A body stream that breaks or stalls is
+resumed from the first missing byte, with backoff and jitter; errors of the request itself
+(``503 SlowDown``, ...) are retried by s3fs and botocore. A GET far slower than its peers is
+re-issued (see :mod:`dask_prefetch.stragglers`).
 """
 
 from __future__ import annotations
@@ -10,18 +12,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from typing import Callable
+import random
+from functools import partial
+from typing import Any, Callable
 
 import aiohttp
 from botocore.exceptions import ClientError, IncompleteReadError, ReadTimeoutError, ResponseStreamingError
-from s3fs.utils import FileExpired
 from s3fs import S3FileSystem
 from s3fs.core import S3_RETRYABLE_ERRORS
+from s3fs.utils import FileExpired
 
 from .layout import Part, Shard
+from .stragglers import StragglerWatch
 
-#: Largest piece read from a body before it is written out.
 logger = logging.getLogger(__name__)
+#: Largest piece read from a body before it is written out.
 CHUNK_BYTES = 1 << 20
 
 #: Failures of a body stream that are worth resuming from where it stopped.
@@ -37,6 +42,10 @@ STREAM_ERRORS: tuple[type[BaseException], ...] = S3_RETRYABLE_ERRORS + (
 
 class ShortBodyError(OSError):
     """The server closed a body before sending every byte of the range."""
+
+
+class StalledError(TimeoutError):
+    """A GET sent no byte for longer than the stall timeout."""
 
 
 def _precondition_failed(error: BaseException) -> bool:
@@ -64,6 +73,9 @@ async def fetch_part(
     fd: int,
     on_bytes: Callable[[int], None],
     retries: int,
+    stall_timeout: float = 60.0,
+    watch: StragglerWatch | None = None,
+    on_retry: Callable[[str, BaseException | None], None] | None = None,
 ) -> None:
     """Download object bytes ``part.start:part.stop`` of ``shard`` into ``fd`` at ``part.block_offset``.
 
@@ -78,9 +90,16 @@ async def fetch_part(
     fd
         An open, writable block file.
     on_bytes
-        Called with the number of bytes after each piece is written (on the event loop).
+        Called with the number of new contiguous bytes present, after they are written (on the event loop).
     retries
-        Attempts for a broken body stream before giving up.
+        Attempts in a row, without progress, for a GET that fails, breaks or stalls.
+    stall_timeout
+        Seconds without a byte (headers or body) after which a GET is abandoned and resumed.
+    watch
+        Durations of the engine's GETs: a GET far slower than its peers is re-issued for the rest of
+        its range, and the first of the two to finish wins. None: never re-issue.
+    on_retry
+        Called with ``("resumed", error)`` or ``("reissued", None)`` when either happens.
 
     Raises
     ------
@@ -89,49 +108,171 @@ async def fetch_part(
     OSError
         If S3 keeps failing (the last error is the cause).
     """
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    progress = _Progress(on_bytes)
+    stream = partial(_stream, fs, shard, part, fd, progress, retries, stall_timeout, on_retry)
+    racers = [asyncio.ensure_future(stream())]
+    if watch is not None:
+        watch.started += 1
+    try:
+        if watch is not None and watch.factor:
+            await _reissue_if_straggling(watch, racers, stream, progress, part, began, shard.path, on_retry)
+        error: BaseException | None = None
+        pending = set(racers)
+        while pending:
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                failure = task.exception()
+                if failure is None:
+                    if watch is not None and len(racers) == 1:
+                        watch.record(loop.time() - began)
+                    return
+                if isinstance(failure, FileExpired):
+                    raise failure
+                error = error or failure
+        assert error is not None
+        raise error
+    finally:
+        await _settle(racers)
+
+
+async def _reissue_if_straggling(
+    watch: StragglerWatch,
+    racers: list[asyncio.Future],
+    stream: Callable[[], Any],
+    progress: _Progress,
+    part: Part,
+    began: float,
+    path: str,
+    on_retry: Callable[[str, BaseException | None], None] | None,
+) -> None:
+    """Wait while the GET in ``racers`` runs; once it is a straggler, add a second GET if the budget allows."""
+    loop = asyncio.get_running_loop()
+    while True:
+        patience = watch.patience()  # None until enough GETs have finished: look again later
+        wait = watch.floor if patience is None else max(0.0, patience - (loop.time() - began))
+        done, _ = await asyncio.wait(racers, timeout=wait)
+        if done or progress.done >= part.length:
+            return
+        if patience is not None and loop.time() - began >= patience:
+            if watch.take_reissue():
+                logger.debug(
+                    "%s: bytes %d-%d straggling after %.2f s; re-issued",
+                    path,
+                    part.start,
+                    part.stop - 1,
+                    loop.time() - began,
+                )
+                if on_retry is not None:
+                    on_retry("reissued", None)
+                racers.append(asyncio.ensure_future(stream()))
+            return
+
+
+class _Progress:
+    """How many bytes of a part are present from its start, shared by the GETs racing for it.
+
+    Each GET writes its range in order from where the part stood when it began, so the bytes
+    present from the start are those up to the furthest position any of them reached.
+    """
+
+    def __init__(self, on_bytes: Callable[[int], None]) -> None:
+        self.done = 0
+        self._on_bytes = on_bytes
+
+    def reached(self, position: int) -> None:
+        if position > self.done:
+            self._on_bytes(position - self.done)
+            self.done = position
+
+
+async def _stream(
+    fs: S3FileSystem,
+    shard: Shard,
+    part: Part,
+    fd: int,
+    progress: _Progress,
+    retries: int,
+    stall_timeout: float,
+    on_retry: Callable[[str, BaseException | None], None] | None,
+) -> None:
+    """One GET (resumed while it breaks or stalls) of the part's bytes from ``progress.done`` on."""
+    done = progress.done
+    failures = 0
+    while done < part.length:
+        resumed_at = done
+        body = await _get(fs, shard, part.start + done, part.stop)
+        try:
+            while done < part.length:
+                try:
+                    piece = await asyncio.wait_for(body.read(min(CHUNK_BYTES, part.length - done)), stall_timeout)
+                except asyncio.TimeoutError as e:
+                    raise StalledError(
+                        f"{shard.path}: no byte after {part.start + done} within {stall_timeout:g} s"
+                    ) from e
+                if not piece:
+                    raise ShortBodyError(f"{shard.path}: body ended at byte {part.start + done} of {part.stop}")
+                os.pwrite(fd, piece, part.block_offset + done)
+                done += len(piece)
+                progress.reached(done)
+            return
+        except (*STREAM_ERRORS, ShortBodyError) as e:
+            error = e
+        finally:
+            body.close()
+        failures = 1 if done > resumed_at else failures + 1  # only failures in a row count
+        if failures >= retries:
+            raise OSError(
+                f"{shard.path}: bytes {part.start + resumed_at}-{part.stop - 1} failed {failures} times; "
+                f"last error: {error}"
+            ) from error
+        if on_retry is not None:
+            on_retry("resumed", error)
+        delay = min(0.1 * 2**failures, 5.0) * random.uniform(0.5, 1.0)  # backoff with jitter
+        logger.debug("%s: GET broke at byte %d (%r); resuming in %.2f s", shard.path, part.start + done, error, delay)
+        await asyncio.sleep(delay)
+
+
+async def _get(fs: S3FileSystem, shard: Shard, first: int, stop: int) -> Any:
+    """Send the GET of object bytes ``first:stop`` and return its body stream, checked."""
     bucket, key, _ = fs.split_path(shard.path)
     conditions = {}
     if shard.etag:
         conditions["IfMatch"] = shard.etag
     if shard.version_id:
         conditions["VersionId"] = shard.version_id
-    done, failures = 0, 0
-    while done < part.length:
-        first = part.start + done
+    try:  # a request that gets no answer ends with botocore's read_timeout (see S3PrefetchFileSystem)
+        response = await fs._call_s3(
+            "get_object", Bucket=bucket, Key=key, Range=f"bytes={first}-{stop - 1}", **conditions
+        )
+    except Exception as e:  # s3fs and botocore have retried already
+        if _precondition_failed(e):
+            raise FileExpired(shard.path, shard.etag) from e
+        raise _naming(e, f"{shard.path}: GET bytes {first}-{stop - 1} failed: {e}") from e
+    body = response["Body"]
+    if shard.etag and response.get("ETag") not in (None, shard.etag):
+        body.close()
+        raise FileExpired(shard.path, shard.etag)  # a server that ignores If-Match
+    served = response.get("ContentRange")
+    if served is not None and not served.startswith(f"bytes {first}-"):
+        body.close()
+        raise OSError(f"{shard.path}: asked for bytes {first}-{stop - 1}, the server sent {served!r}")
+    return body
+
+
+async def _settle(tasks: list[asyncio.Future]) -> None:
+    """Cancel ``tasks`` and wait until every one has ended (their writes with them)."""
+    for task in tasks:
+        task.cancel()
+    cancelled = False
+    while not all(task.done() for task in tasks):
         try:
-            response = await fs._call_s3(
-                "get_object", Bucket=bucket, Key=key, Range=f"bytes={first}-{part.stop - 1}", **conditions
-            )
-        except Exception as e:  # s3fs and botocore have retried already
-            if _precondition_failed(e):
-                raise FileExpired(shard.path, shard.etag) from e
-            raise _naming(e, f"{shard.path}: GET bytes {first}-{part.stop - 1} failed: {e}") from e
-        if shard.etag and response.get("ETag") not in (None, shard.etag):
-            response["Body"].close()
-            raise FileExpired(shard.path, shard.etag)  # a server that ignores If-Match
-        served = response.get("ContentRange")
-        if served is not None and not served.startswith(f"bytes {first}-"):
-            response["Body"].close()
-            raise OSError(f"{shard.path}: asked for bytes {first}-{part.stop - 1}, the server sent {served!r}")
-        body = response["Body"]
-        resumed_at = done
-        try:
-            while done < part.length:
-                piece = await body.read(min(CHUNK_BYTES, part.length - done))
-                if not piece:
-                    raise ShortBodyError(f"{shard.path}: body ended at byte {part.start + done} of {part.stop}")
-                os.pwrite(fd, piece, part.block_offset + done)
-                done += len(piece)
-                on_bytes(len(piece))
-        except (*STREAM_ERRORS, ShortBodyError) as e:
-            body.close()
-            failures = 1 if done > resumed_at else failures + 1  # only failures in a row count
-            if failures >= retries:
-                raise OSError(
-                    f"{shard.path}: bytes {first}-{part.stop - 1} failed {failures} times; last error: {e!r}"
-                ) from e
-            delay = min(0.1 * 2**failures, 5.0)
-            logger.debug("%s: body broke at byte %d (%r); resuming in %.1f s", shard.path, part.start + done, e, delay)
-            await asyncio.sleep(delay)
-        finally:
-            body.close()
+            await asyncio.wait(tasks)
+        except asyncio.CancelledError:
+            cancelled = True
+    for task in tasks:
+        if not task.cancelled():
+            task.exception()  # retrieved: no "never retrieved" warning
+    if cancelled:
+        raise asyncio.CancelledError

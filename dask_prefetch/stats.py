@@ -23,6 +23,8 @@ class EngineStats:
     bytes_served: int = 0  # bytes handed to the reader
     start_stall_seconds: float = 0.0  # from asking for a file (opening included) to its first bytes
     files_opened: int = 0
+    gets_resumed: int = 0  # GETs that broke or stalled and were resumed
+    gets_reissued: int = 0  # straggling GETs raced by a second one
 
     def add(self, other: EngineStats) -> None:
         """Accumulate ``other`` (peaks take the maximum, the rest add up)."""

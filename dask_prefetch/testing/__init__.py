@@ -8,10 +8,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .faults import FaultProxy
     from .s3server import LocalS3Server
     from .wan import WanProxy
 
-__all__ = ["LocalS3Server", "WanProxy"]
+__all__ = ["FaultProxy", "LocalS3Server", "WanProxy"]
 
 
 def __getattr__(name: str) -> Any:
@@ -24,4 +25,8 @@ def __getattr__(name: str) -> Any:
         from .wan import WanProxy
 
         return WanProxy
+    if name == "FaultProxy":
+        from .faults import FaultProxy
+
+        return FaultProxy
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,114 @@
+"""S3 faults injected by a proxy in front of the real server: retried to identical bytes, or a clear OSError.
+
+Each test counts the faults the proxy really injected, so none passes without the fault happening.
+"""
+
+from __future__ import annotations
+
+import time
+
+import dask.config
+import numpy as np
+import pytest
+from conftest import MiB, logical_bytes, put_shards
+
+from dask_prefetch import S3PrefetchFileSystem
+from dask_prefetch.testing import FaultProxy
+
+SMALL = dict(block_size=256 * 1024, part_size=64 * 1024)
+
+
+@pytest.fixture
+def faulty(s3_server, storage_options):
+    """``faulty(rates, stall_seconds)``: a FaultProxy in front of the server and a filesystem through it."""
+    proxies = []
+
+    def make(rates, stall_seconds=60.0, seed=0, cut=0.5):
+        proxy = FaultProxy(s3_server.endpoint_url, rates, stall_seconds=stall_seconds, cut=cut, seed=seed).start()
+        proxies.append(proxy)
+        options = {**storage_options, "endpoint_url": proxy.endpoint_url}
+        return proxy, S3PrefetchFileSystem(**options, skip_instance_cache=True)
+
+    yield make
+    for proxy in proxies:
+        proxy.stop()
+
+
+def read_in_random_pieces(f, seed=0) -> bytes:
+    rng = np.random.default_rng(seed)
+    pieces = []
+    while piece := f.read(int(rng.integers(1, 200_000))):
+        pieces.append(piece)
+    return b"".join(pieces)
+
+
+@pytest.mark.parametrize("fault, rate", [("slowdown", 0.3), ("reset", 0.3), ("stall", 0.1)])
+def test_transient_faults_are_retried_and_every_byte_is_identical(fault, rate, faulty, raw_fs, tiers):
+    paths = put_shards(raw_fs, [2 * MiB, MiB + 12345, 700_000])
+    proxy, fs = faulty({fault: rate}, stall_seconds=60)
+    settings = {"dask-prefetch.stall-timeout": "0.5s", "dask-prefetch.straggler-factor": 0}
+    with dask.config.set(settings), fs.open(paths, header_bytes=1000, prefetch_storage=tiers(1), **SMALL) as f:
+        data = read_in_random_pieces(f)
+        stats = f.engine.stats
+    assert data == logical_bytes(raw_fs, paths, header_bytes=1000)
+    injected = proxy.counts()[fault]
+    assert injected >= 3
+    if fault != "slowdown":  # 503s are retried inside botocore and s3fs
+        assert stats.gets_resumed == injected  # each broken or stalled GET resumed once, from where it stopped
+    assert stats.bytes_fetched == len(data)  # no byte fetched twice: resumed, not restarted
+    assert stats.gets_reissued == 0
+
+
+@pytest.mark.parametrize("fault", ["reset", "stall"])
+def test_persistent_faults_raise_a_clear_oserror(fault, faulty, raw_fs, tiers):
+    (path,) = put_shards(raw_fs, [100_000])
+    proxy, fs = faulty({fault: 1.0}, stall_seconds=60, cut=0)  # not a byte of any body
+    settings = {"dask-prefetch.stall-timeout": "0.2s", "dask-prefetch.retries": 3}
+    started = time.monotonic()
+    with dask.config.set(settings), fs.open(path, prefetch_storage=tiers(1), read_timeout=60, **SMALL) as f:
+        with pytest.raises(OSError, match=f"{path}: bytes .* failed 3 times; last error") as info:
+            f.read()
+        assert f.tell() == 0  # nothing half-fetched was served
+    assert not isinstance(info.value, TimeoutError) or "no byte after" in str(info.value.__cause__)
+    assert time.monotonic() - started < 30
+    assert proxy.counts()[fault] >= 3
+
+
+def test_a_persistent_fault_meets_the_read_deadline_with_the_last_error(faulty, raw_fs, tiers):
+    (path,) = put_shards(raw_fs, [MiB])
+    proxy, fs = faulty({"stall": 1.0}, stall_seconds=60, cut=0)
+    settings = {"dask-prefetch.stall-timeout": "0.2s", "dask-prefetch.retries": 1000}
+    with dask.config.set(settings), fs.open(path, prefetch_storage=tiers(1), read_timeout=1.5, **SMALL) as f:
+        started = time.monotonic()
+        with pytest.raises(TimeoutError, match=f"{path}: no data .* within 1.5 s .*last GET error: .*no byte after"):
+            f.read()
+        assert time.monotonic() - started < 5
+        closing = time.monotonic()
+    assert time.monotonic() - closing < 2  # GETs stuck in stalls are cancelled at close
+
+
+def test_persistent_slowdown_is_bounded_by_the_read_deadline(faulty, raw_fs, tiers):
+    (path,) = put_shards(raw_fs, [MiB])
+    proxy, fs = faulty({"slowdown": 1.0})
+    with fs.open(path, prefetch_storage=tiers(1), read_timeout=2, **SMALL) as f:
+        started = time.monotonic()
+        with pytest.raises(TimeoutError, match=f"{path}: no data"):
+            f.read(10)
+        assert time.monotonic() - started < 6
+    assert proxy.counts()["slowdown"] >= 4
+
+
+def test_a_straggling_get_is_reissued_and_the_first_answer_wins(faulty, raw_fs, tiers):
+    paths = put_shards(raw_fs, [4 * MiB, 4 * MiB])
+    proxy, fs = faulty({"stall": 0.04}, stall_seconds=60, seed=3)
+    settings = {"dask-prefetch.stall-timeout": "60s", "dask-prefetch.straggler-factor": 4}
+    started = time.monotonic()
+    with dask.config.set(settings), fs.open(paths, prefetch_storage=tiers(2), **SMALL) as f:
+        data = f.read()
+        stats = f.engine.stats
+    elapsed = time.monotonic() - started
+    stalls = proxy.counts()["stall"]
+    assert data == logical_bytes(raw_fs, paths)
+    assert stalls >= 1 and stats.gets_reissued >= stalls
+    assert stats.gets_resumed == 0
+    assert elapsed < 30  # far less than one stall (60 s): the re-issued GETs won
