@@ -14,23 +14,24 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import logging
+import errno
 import itertools
+import logging
 import os
 import threading
 import time
-from dataclasses import dataclass, field
 from functools import partial
 
 from s3fs import S3FileSystem
 from s3fs.utils import FileExpired
 
 from . import config
+from .blockfiles import NO_SPACE, BlockFiles, Slot
 from .fetch import fetch_part
 from .layout import Block, Layout
 from .stats import EngineStats, engine_closed, engine_opened
 from .stragglers import StragglerWatch
-from .tiers import ScratchDirectory, StorageTier, TierSet, disk_bytes
+from .tiers import TierSet, disk_bytes
 from .trace import current_tracer
 
 logger = logging.getLogger(__name__)
@@ -38,38 +39,6 @@ _CLOSE_WAIT_SECONDS = 0.5
 # Engines made in this context start with this limit (files opened ahead of their task).
 opening_limit: contextvars.ContextVar[int | None] = contextvars.ContextVar("dask_prefetch_opening_limit", default=None)
 _serials = itertools.count()
-
-
-@dataclass
-class _Slot:
-    """A block that holds tier space: its file, its GETs and how far each part has arrived."""
-
-    block: Block
-    tier: StorageTier
-    path: str
-    fd: int
-    filled: list[int]
-    serial: int
-    launched: int = 0  # parts handed to the event loop
-    outstanding: int = 0  # parts whose GET has not ended
-    finished: int = 0  # parts fully written
-    tasks: dict[int, asyncio.Task] = field(default_factory=dict)
-    error: BaseException | None = None
-    dropped: bool = False
-
-    @property
-    def ready(self) -> bool:
-        return self.finished == len(self.block.parts)
-
-    def available(self, offset: int, part_size: int) -> int:
-        """End of the contiguous bytes present from ``offset`` on (``offset`` when none)."""
-        parts = self.block.parts
-        p = offset // part_size
-        end = parts[p].block_offset + self.filled[p]
-        while end == parts[p].block_offset + parts[p].length and p + 1 < len(parts):
-            p += 1
-            end = parts[p].block_offset + self.filled[p]
-        return end
 
 
 class PrefetchEngine:
@@ -127,7 +96,7 @@ class PrefetchEngine:
         self.stats = EngineStats(files_opened=1)
         self._loop: asyncio.AbstractEventLoop = fs.loop
         self._cond = threading.Condition(threading.Lock())
-        self._slots: dict[int, _Slot] = {}
+        self._slots: dict[int, Slot] = {}
         self._evicted: set[int] = set()
         self._cursor = start
         self._inflight = 0
@@ -140,13 +109,7 @@ class PrefetchEngine:
         self._traced = self._tracer.new_file(layout.shards[0].path) if self._tracer is not None else -1
         self._closed = False
         self._failure: BaseException | None = None
-        self._scratch: dict[str, ScratchDirectory] = {}
-        try:
-            for tier in tiers.tiers:
-                self._scratch[tier.directory] = ScratchDirectory(tier.directory)
-        except BaseException:
-            self._remove_scratch()
-            raise
+        self.files = BlockFiles(tiers)
         tiers.add_listener(self._space_released, self._pressed)
         tiers.set_cap(self._space_released, self._limit)
         engine_opened(self)
@@ -266,7 +229,7 @@ class PrefetchEngine:
             if not self._on_loop_thread() and self._loop_alive():
                 self._cond.wait_for(lambda: not self._slots, _CLOSE_WAIT_SECONDS)
         self.tiers.remove_listener(self._space_released)
-        self._remove_scratch()
+        self.files.remove()
         engine_closed(self)
         logger.debug("%s closed: %s", self.layout.shards[0].path, self.stats)
 
@@ -328,33 +291,42 @@ class PrefetchEngine:
                 slot.launched += 1
             i += 1
 
-    def _open_slot(self, block: Block) -> _Slot | None:
+    def _open_slot(self, block: Block) -> Slot | None:
         if block.index != self._cursor:
             after = self._held + disk_bytes(block.length)
             if after > self.tiers.fair_share() or (self._limit is not None and after > self._limit):
                 return None  # tiers shared with other files: prefetch no further than our share
-        tier = self.tiers.reserve(block.length)
-        while tier is None:
-            if not self._make_room_after(block.index):
-                if block.index == self._cursor and self._limit is None:
-                    self.tiers.press(self._space_released)  # others hold more than their share
-                return None
+        placed = None
+        while placed is None:
             tier = self.tiers.reserve(block.length)
-        path = self._scratch[tier.directory].file(f"{block.index}.part")
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR | os.O_CLOEXEC, 0o600)
-        except OSError as e:
-            self.tiers.release(tier, block.length)
-            e.filename = e.filename or path
-            raise
+            while tier is None:
+                if not self._make_room_after(block.index):
+                    if self._nowhere_to_go():
+                        full = any("full" in reason for reason in self.tiers.unusable_reasons())
+                        raise OSError(
+                            errno.ENOSPC if full else errno.ENOENT,
+                            f"{block.shard.path}: no prefetch_storage tier can hold block {block.index} "
+                            f"({block.length / 2**20:.1f} MiB): " + "; ".join(self.tiers.unusable_reasons()),
+                        )
+                    if block.index == self._cursor and self._limit is None:
+                        self.tiers.press(self._space_released)  # others hold more than their share
+                    return None
+                tier = self.tiers.reserve(block.length)
+            placed = self.files.create(tier, block)
+        path, fd = placed
         if block.index in self._evicted:
             self.stats.blocks_refetched += 1
-        slot = _Slot(block, tier, path, fd, [0] * len(block.parts), next(_serials))
+        slot = Slot(block, tier, path, fd, [0] * len(block.parts), next(_serials))
         self._slots[block.index] = slot
         if self._tracer is not None:
             self._note("requested", block.index, self.tiers.tiers.index(tier))
         self._held += disk_bytes(block.length)
         return slot
+
+    def _nowhere_to_go(self) -> bool:
+        """No tier can take a block, and no block held by anyone can be released to change that."""
+        reasons = self.tiers.unusable_reasons()
+        return len(reasons) == len(self.tiers.tiers) and all(t.used == 0 for t in self.tiers.tiers)
 
     def _make_room_after(self, index: int) -> bool:
         """Give up the furthest held block beyond ``index``; True if space was freed now."""
@@ -365,7 +337,7 @@ class PrefetchEngine:
         self._drop(victim)
         return victim.block.index not in self._slots
 
-    def _drop(self, slot: _Slot, why: str = "evicted") -> None:
+    def _drop(self, slot: Slot, why: str = "evicted") -> None:
         """Stop ``slot``'s GETs; free it now, or when the last of them has ended."""
         if not slot.dropped:
             slot.dropped = True
@@ -376,7 +348,7 @@ class PrefetchEngine:
         if slot.outstanding == 0:
             self._free(slot)
 
-    def _free(self, slot: _Slot) -> None:
+    def _free(self, slot: Slot) -> None:
         if self._slots.get(slot.block.index) is not slot:
             return  # freed already
         del self._slots[slot.block.index]
@@ -391,7 +363,7 @@ class PrefetchEngine:
 
     # -- event loop side ---------------------------------------------------------------------
 
-    def _start_part(self, slot: _Slot, p: int) -> None:
+    def _start_part(self, slot: Slot, p: int) -> None:
         with self._cond:
             if slot.dropped or self._closed:
                 self._part_ended(slot, p, None)
@@ -412,7 +384,7 @@ class PrefetchEngine:
             self.stats.requests += 1
         task.add_done_callback(partial(self._task_done, slot, p))
 
-    def _arrived(self, slot: _Slot, p: int, nbytes: int) -> None:
+    def _arrived(self, slot: Slot, p: int, nbytes: int) -> None:
         with self._cond:
             slot.filled[p] += nbytes
             self.stats.bytes_fetched += nbytes
@@ -428,11 +400,11 @@ class PrefetchEngine:
                 self.stats.gets_resumed += 1
                 self._last_error = error
 
-    def _task_done(self, slot: _Slot, p: int, task: asyncio.Task) -> None:
+    def _task_done(self, slot: Slot, p: int, task: asyncio.Task) -> None:
         with self._cond:
             self._part_ended(slot, p, task)
 
-    def _part_ended(self, slot: _Slot, p: int, task: asyncio.Task | None) -> None:
+    def _part_ended(self, slot: Slot, p: int, task: asyncio.Task | None) -> None:
         slot.tasks.pop(p, None)
         slot.outstanding -= 1
         self._inflight -= 1
@@ -445,8 +417,11 @@ class PrefetchEngine:
                     try:
                         os.rename(slot.path, final)
                         slot.path = final
-                    except OSError as e:  # the tier directory went away under us
-                        slot.error = e
+                    except OSError:  # the directory went away under us: the data is safe in our descriptor
+                        pass
+            elif isinstance(error, OSError) and error.errno in NO_SPACE and not slot.dropped:
+                self.tiers.set_unusable(slot.tier, f"disk full ({error.strerror})")
+                self._drop(slot)  # fetched again, in another tier
             elif slot.error is None and not slot.dropped:
                 slot.error = error
                 self._cancel_tasks(slot)
@@ -455,7 +430,7 @@ class PrefetchEngine:
         self._schedule()
         self._cond.notify_all()
 
-    def _cancel_tasks(self, slot: _Slot) -> None:
+    def _cancel_tasks(self, slot: Slot) -> None:
         for task in list(slot.tasks.values()):
             task.cancel()
 
@@ -492,7 +467,3 @@ class PrefetchEngine:
             return asyncio.get_running_loop() is self._loop
         except RuntimeError:
             return False
-
-    def _remove_scratch(self) -> None:
-        for scratch in self._scratch.values():
-            scratch.remove()

@@ -32,11 +32,16 @@ def disk_bytes(nbytes: int) -> int:
 
 @dataclass
 class StorageTier:
-    """One directory and its byte budget; ``used`` counts reserved bytes."""
+    """One directory and its byte budget; ``used`` counts reserved bytes.
+
+    ``unusable`` says why no new block goes here: ``"full"`` (the disk had no room, though the
+    budget did; cleared when one of our blocks is released) or ``"removed"`` (for good).
+    """
 
     directory: str
     budget: int
     used: int = field(default=0)
+    unusable: str | None = None
 
     @property
     def free(self) -> int:
@@ -91,7 +96,7 @@ class TierSet:
         need = disk_bytes(nbytes)
         with self._lock:
             for tier in self.tiers:
-                if tier.free >= need:
+                if tier.free >= need and tier.unusable is None:
                     tier.used += need
                     return tier
         return None
@@ -100,9 +105,22 @@ class TierSet:
         """Give back a reservation made by :meth:`reserve`, then wake the listeners."""
         with self._lock:
             tier.used -= disk_bytes(nbytes)
+            if tier.unusable == "full":
+                tier.unusable = None  # room was freed: worth another try
             listeners = list(self._listeners)
         for listener in listeners:
             listener()
+
+    def set_unusable(self, tier: StorageTier, why: str) -> None:
+        """Stop placing blocks in ``tier``: ``"full"`` until space is released, ``"removed"`` for good."""
+        with self._lock:
+            if tier.unusable != "removed":
+                tier.unusable = why
+
+    def unusable_reasons(self) -> list[str]:
+        """``"directory: why"`` for every tier that takes no block now (all of them: nothing can)."""
+        with self._lock:
+            return [f"{t.directory}: {t.unusable}" for t in self.tiers if t.unusable is not None]
 
     def add_listener(self, callback: Callable[[], None], shed: Callable[[], None] | None = None) -> None:
         """Join as a user of these tiers.

@@ -95,7 +95,7 @@ def test_explicit_storage_still_gets_a_budget_of_its_own(cluster, storage_option
         plugin = current_worker_plugin()
         with fs.open(path, block_size=64 * 1024, prefetch_storage=storage) as f:
             data = f.read()
-            (scratch,) = f._engine._scratch  # the tier directory its blocks went to
+            (scratch,) = f._engine.files.scratch  # the tier directory its blocks went to
             return f._engine.tiers is plugin.tiers, scratch, len(data)
 
     shared_budget, where, n = cluster.submit(read, path, [own], pure=False).result()
