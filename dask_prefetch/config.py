@@ -5,6 +5,8 @@ overridden the usual Dask ways: ``dask.config.set({"dask-prefetch.block-size": "
 YAML file in ``~/.config/dask/``, or ``DASK_DASK_PREFETCH__BLOCK_SIZE=64MiB`` in the environment
 (``DASK_PREFETCH__BLOCK_SIZE=64MiB`` works too).
 Constructor and ``open`` arguments override the configuration; ``None`` means "use it".
+
+Arguments and configured values are checked alike (see :mod:`dask_prefetch.checks`).
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from typing import Any
 
 import dask.config
 import yaml
-from dask.utils import parse_bytes, parse_timedelta
+
+from .checks import check_bytes, check_int, check_seconds, check_storage
 
 _DEFAULTS_FILE = Path(__file__).with_name("dask-prefetch.yaml")
 
@@ -41,16 +44,54 @@ def get(key: str) -> Any:
     return dask.config.get(f"dask-prefetch.{key}")
 
 
-def get_bytes(key: str, value: int | str | None = None) -> int:
-    """``value`` (or the configured ``key`` when it is None) as a number of bytes."""
-    value = get(key) if value is None else value
-    return int(parse_bytes(value)) if isinstance(value, str) else int(value)
+# -- configured values, overridden by arguments --------------------------------------------------
 
 
-def get_seconds(key: str, value: float | str | None = None) -> float:
-    """``value`` (or the configured ``key`` when it is None) as seconds."""
-    value = get(key) if value is None else value
-    return float(parse_timedelta(value, default="s"))
+def _resolve(key: str, value: Any, name: str | None) -> tuple[Any, str]:
+    """The value to use (``value``, or the configured one when it is None) and the name to blame."""
+    if value is None:
+        return get(key), f"dask-prefetch.{key}"
+    return value, name or key.replace("-", "_")
+
+
+def get_bytes(key: str, value: int | str | None = None, name: str | None = None) -> int:
+    """``value`` (or the configured ``key`` when it is None) as a positive number of bytes.
+
+    ``name`` is the argument named in errors (default: ``key`` with underscores).
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`check_bytes`.
+    """
+    return check_bytes(*_resolve(key, value, name))
+
+
+def get_int(key: str, value: int | None = None, name: str | None = None, minimum: int | None = None) -> int:
+    """``value`` (or the configured ``key`` when it is None) as an int of at least ``minimum``.
+
+    A configured value may be a string of digits (as set from a command line).
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`check_int`.
+    """
+    value, name = _resolve(key, value, name)
+    if isinstance(value, str) and name.startswith("dask-prefetch.") and value.strip().lstrip("+-").isdigit():
+        value = int(value)
+    return check_int(value, name, minimum)
+
+
+def get_seconds(key: str, value: float | str | None = None, name: str | None = None) -> float:
+    """``value`` (or the configured ``key`` when it is None) as a positive, finite number of seconds.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`check_seconds`.
+    """
+    return check_seconds(*_resolve(key, value, name))
 
 
 def default_storage() -> list[tuple[str, float]]:
@@ -59,10 +100,15 @@ def default_storage() -> list[tuple[str, float]]:
     Returns
     -------
     list of (directory, MiB)
+
+    Raises
+    ------
+    TypeError, ValueError
+        If ``dask-prefetch.storage`` or ``dask-prefetch.default-budget`` is malformed.
     """
     configured = get("storage")
     if configured:
-        return [(str(d), float(mib)) for d, mib in configured]
+        return check_storage(configured, "dask-prefetch.storage")
     budget_mib = get_bytes("default-budget") / MiB
     shm = "/dev/shm"
     if os.path.isdir(shm) and os.access(shm, os.W_OK | os.X_OK):

@@ -7,6 +7,7 @@ import os
 import weakref
 from typing import Any, Sequence
 
+from .checks import describe, is_int
 from .engine import PrefetchEngine
 from .layout import Layout
 
@@ -36,7 +37,13 @@ class PrefetchFile(io.RawIOBase):
     """
 
     def __init__(
-        self, fs: Any, paths: Sequence[str], layout: Layout, engine: PrefetchEngine, open_kwargs: dict, position: int = 0
+        self,
+        fs: Any,
+        paths: Sequence[str],
+        layout: Layout,
+        engine: PrefetchEngine,
+        open_kwargs: dict,
+        position: int = 0,
     ):
         super().__init__()
         self.fs = fs
@@ -93,8 +100,25 @@ class PrefetchFile(io.RawIOBase):
         return self._pos
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        """Move to ``offset`` (from the start, the current position or the end); re-plan prefetch."""
+        """Move to ``offset`` (from the start, the current position or the end); re-plan prefetch.
+
+        Returns
+        -------
+        int
+            The new position (past the end is allowed: reads there return ``b""``).
+
+        Raises
+        ------
+        TypeError
+            If ``offset`` or ``whence`` is not an int.
+        ValueError
+            If ``whence`` is not 0, 1 or 2 (``io.SEEK_SET``, ``SEEK_CUR``, ``SEEK_END``), or the file is closed.
+        OSError
+            If the position would be negative.
+        """
         self._checkClosed()
+        offset = _int_argument(offset, "seek() offset")
+        whence = _int_argument(whence, "seek() whence")
         if whence == io.SEEK_SET:
             position = offset
         elif whence == io.SEEK_CUR:
@@ -114,34 +138,62 @@ class PrefetchFile(io.RawIOBase):
         return position
 
     def readinto(self, buffer: Any) -> int:
-        """Fill ``buffer`` from the current position; short only at end of file."""
+        """Fill ``buffer`` from the current position; short only at end of file.
+
+        Raises
+        ------
+        TypeError
+            If ``buffer`` is not a writable bytes-like object.
+        """
         self._checkClosed()
-        view = memoryview(buffer).cast("B")
+        try:
+            view = memoryview(buffer).cast("B")
+        except TypeError:
+            raise TypeError(f"readinto() needs a writable bytes-like object, got {type(buffer).__name__}") from None
+        if view.readonly:
+            raise TypeError(f"readinto() needs a writable bytes-like object, got a read-only {type(buffer).__name__}")
         total = 0
-        while total < len(view) and self._pos < self.size:
-            fd, offset, count = self._available(len(view) - total)
-            got = os.preadv(fd, [view[total : total + count]], offset)
-            if got <= 0:
-                raise OSError(f"{self.name}: block file shorter than expected at byte {self._pos}")
-            total += got
-            self._pos += got
+        started = self._pos
+        try:
+            while total < len(view) and self._pos < self.size:
+                fd, offset, count = self._available(len(view) - total)
+                got = os.preadv(fd, [view[total : total + count]], offset)
+                if got <= 0:
+                    raise OSError(f"{self.name}: block file shorter than expected at byte {self._pos}")
+                total += got
+                self._pos += got
+        except BaseException:
+            self._pos = started  # nothing was reported read: a retry reads the same bytes
+            raise
         self.stats.bytes_served += total
         return total
 
     def read(self, size: int | None = -1) -> bytes:
-        """Up to ``size`` bytes (all that is left when negative or None)."""
+        """Up to ``size`` bytes (all that is left when negative or None).
+
+        Raises
+        ------
+        TypeError
+            If ``size`` is neither an int nor None.
+        """
         self._checkClosed()
+        size = None if size is None else _int_argument(size, "read() size")
         remaining = self.size - self._pos
         size = remaining if size is None or size < 0 else min(size, remaining)
         pieces = []
-        while size > 0:
-            fd, offset, count = self._available(size)
-            piece = os.pread(fd, count, offset)
-            if not piece:
-                raise OSError(f"{self.name}: block file shorter than expected at byte {self._pos}")
-            pieces.append(piece)
-            self._pos += len(piece)
-            size -= len(piece)
+        started = self._pos
+        try:
+            while size > 0:
+                fd, offset, count = self._available(size)
+                piece = os.pread(fd, count, offset)
+                if not piece:
+                    raise OSError(f"{self.name}: block file shorter than expected at byte {self._pos}")
+                pieces.append(piece)
+                self._pos += len(piece)
+                size -= len(piece)
+        except BaseException:
+            self._pos = started  # nothing was returned: a retry reads the same bytes
+            raise
         data = pieces[0] if len(pieces) == 1 else b"".join(pieces)
         self.stats.bytes_served += len(data)
         return data
@@ -156,6 +208,8 @@ class PrefetchFile(io.RawIOBase):
             index = self.layout.block_at(self._pos)
             block = self.layout.blocks[index]
             offset = self._pos - block.start
+            if index != self._index:
+                self._close_fd()  # let go of the block left behind first: its space may be what the next one needs
             have = self._serial if index == self._index else None
             serial, fd, end = self._engine.view(index, offset, have)
             if fd is not None:  # another block, or the same block fetched again into a new file
@@ -180,6 +234,13 @@ class PrefetchFile(io.RawIOBase):
 
     def __reduce__(self) -> tuple:
         return _reopen, (self.fs, self.paths, self._open_kwargs, self._pos)
+
+
+def _int_argument(value: Any, name: str) -> int:
+    """``value`` as an int (NumPy integers too); bools, floats and strings raise ``TypeError``."""
+    if not is_int(value):
+        raise TypeError(f"{name} must be an int, got {describe(value)}")
+    return int(value)
 
 
 def _reopen(fs: Any, paths: list[str], open_kwargs: dict, position: int) -> PrefetchFile:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import io
+import os
 import time
-from typing import Any, Mapping, Sequence
+from dataclasses import dataclass
+from typing import AbstractSet, Any, Iterable, Mapping, Sequence
 
 import s3fs
 from fsspec.asyn import _run_coros_in_chunks, sync
 
-from . import config
+from . import checks, config
+from .checks import describe
 from .cluster.worker import PrefetchWorkerPlugin, current_worker_plugin
 from .engine import PrefetchEngine
 from .file import PrefetchFile
@@ -73,11 +76,13 @@ class S3PrefetchFileSystem(s3fs.S3FileSystem):
         Parameters
         ----------
         path_or_paths
-            ``"bucket/key"`` or ``"s3://bucket/key"``, or a list of them read end to end.
+            ``"bucket/key"`` or ``"s3://bucket/key"``, or a list of them read end to end (each
+            object at most once).
         mode
             ``"rb"`` (or ``"r"``/``"rt"`` for text); anything that writes raises ``PermissionError``.
         block_size
-            Bytes per cached block (default ``dask-prefetch.block-size``, 32 MiB).
+            Bytes per cached block, an int or a string such as ``"32 MiB"`` (default
+            ``dask-prefetch.block-size``, 32 MiB).
         prefetch_storage
             ``[(directory, MiB), ...]`` in descending priority; the highest tier fills first.
             Default: inside a task on a worker with :class:`PrefetchWorkerPlugin`, the worker's
@@ -91,9 +96,11 @@ class S3PrefetchFileSystem(s3fs.S3FileSystem):
         concurrency
             Ranged GETs in flight (default ``dask-prefetch.concurrency``, 16).
         part_size
-            Bytes per ranged GET, at most ``block_size`` (default ``dask-prefetch.part-size``, 8 MiB).
+            Bytes per ranged GET (default ``dask-prefetch.part-size``, 8 MiB); a larger value is
+            capped at ``block_size``, since a GET never spans blocks.
         read_timeout
-            Seconds a read waits for data before ``TimeoutError`` (default ``dask-prefetch.read-timeout``).
+            Seconds a read waits for data before ``TimeoutError``, a positive finite number or a string
+            such as ``"2 min"`` (default ``dask-prefetch.read-timeout``).
         pinned
             The objects' ``info`` already known (``name``, ``size``, ``ETag``, optional
             ``VersionId``; one per path, in order), e.g. from when a Dask graph was built: opening
@@ -113,25 +120,35 @@ class S3PrefetchFileSystem(s3fs.S3FileSystem):
         ------
         PermissionError
             For a writing mode.
+        TypeError
+            For an argument of the wrong type: a path that is not a string, a size that is not an
+            int (or a string such as ``"32 MiB"``), a bool or float where an int is expected, a
+            ``prefetch_storage`` entry that is not a ``(directory, MiB)`` pair, a ``pinned`` entry
+            that is not a mapping.
         ValueError
-            For an empty list, ``header_bytes`` larger than a shard, or blocks (``block_size``,
-            or the largest shard when smaller) larger than every tier's budget.
+            For an unknown mode, an empty list or an empty path, the same object listed twice (a
+            logical file is never made of one object twice: it is almost surely a mistake), sizes,
+            counts or ``read_timeout`` that are not positive (``header_bytes`` and ``offset``
+            negative), ``header_bytes`` larger than a shard, ``pinned`` entries that do not match
+            the paths, a malformed ``prefetch_storage`` (empty, a budget not positive, a directory
+            twice), or blocks (``block_size``, or the largest shard when smaller) larger than every
+            tier's budget.
         FileNotFoundError
             If an object does not exist (``IsADirectoryError`` if it is a prefix).
         OSError
             If a tier directory is unusable.
         """
         asked_at = time.monotonic()
-        if set(mode) - set("rbt") or "r" not in mode:
-            raise PermissionError(f"S3PrefetchFileSystem is read-only: cannot open {path_or_paths!r} in mode {mode!r}")
-        if offset < 0:
-            raise ValueError(f"offset must be >= 0, got {offset}")
+        _check_mode(mode, path_or_paths, encoding, errors, newline)
+        offset = checks.check_int(offset, "offset", minimum=0)
+        header_bytes = checks.check_int(header_bytes, "header_bytes", minimum=0)
         if compression is not None:
             raise ValueError("S3PrefetchFileSystem.open does not decompress; open with compression=None")
-        paths = [path_or_paths] if isinstance(path_or_paths, (str, bytes)) else list(path_or_paths)
-        if not paths:
-            raise ValueError("S3PrefetchFileSystem.open needs at least one path, got an empty list")
+        paths = check_paths(path_or_paths, "path_or_paths", caller="S3PrefetchFileSystem.open")
         paths = [self._strip_protocol(p) for p in paths]
+        infos = _check_pinned(paths, pinned) if pinned is not None else None
+        check_unique(paths, "path_or_paths")
+        settings = _Settings.resolve(block_size, part_size, concurrency, read_timeout, prefetch_storage)
         open_kwargs = dict(
             block_size=block_size,
             prefetch_storage=prefetch_storage,
@@ -144,7 +161,7 @@ class S3PrefetchFileSystem(s3fs.S3FileSystem):
         # Inside a task, the worker may have opened this very stream ahead (see next_tasks.py).
         f = worker_plugin.claim(self, paths, open_kwargs, offset) if worker_plugin is not None else None
         if f is None:
-            f = self._open_prefetching(paths, open_kwargs, offset, worker_plugin, pinned)
+            f = self._open_prefetching(paths, settings, open_kwargs, offset, worker_plugin, infos)
         f.engine.start_clock(asked_at)
         if "b" in mode:
             return f
@@ -153,36 +170,33 @@ class S3PrefetchFileSystem(s3fs.S3FileSystem):
     def _open_prefetching(
         self,
         paths: list[str],
+        settings: _Settings,
         open_kwargs: dict,
         offset: int,
         worker_plugin: PrefetchWorkerPlugin | None,
-        pinned: Sequence[Mapping[str, Any]] | None = None,
+        infos: list[dict] | None = None,
     ) -> PrefetchFile:
-        """Pin the objects, plan the blocks and start prefetching from ``offset``."""
-        block_size, prefetch_storage = open_kwargs["block_size"], open_kwargs["prefetch_storage"]
-        concurrency, read_timeout = open_kwargs["concurrency"], open_kwargs["read_timeout"]
-        header_bytes = open_kwargs["header_bytes"]
-        block_bytes = config.get_bytes("block-size", block_size)
-        part_bytes = min(config.get_bytes("part-size", open_kwargs["part_size"]), block_bytes)
+        """Pin the objects (unless ``infos`` already did), plan the blocks and start prefetching from ``offset``."""
         if worker_plugin is not None:
             tiers = worker_plugin.tiers  # the worker's one budget, shared with its other tasks
         else:
-            tiers = TierSet(prefetch_storage or config.default_storage())
-        infos = _check_pinned(paths, pinned) if pinned is not None else sync(self.loop, self._pin_objects, paths)
-        layout = Layout.from_objects(infos, header_bytes, block_bytes, part_bytes)
+            tiers = TierSet(settings.storage if settings.storage is not None else config.default_storage())
+        if infos is None:
+            infos = sync(self.loop, self._pin_objects, paths)
+        layout = Layout.from_objects(infos, open_kwargs["header_bytes"], settings.block_bytes, settings.part_bytes)
         largest = max((b.length for b in layout.blocks), default=0)
         if disk_bytes(largest) > tiers.largest_budget:
             raise ValueError(
-                f"{paths[0]}: blocks of {largest / MiB:.1f} MiB (block_size) do not fit in any prefetch_storage "
-                f"tier (largest budget {tiers.largest_budget / MiB:.1f} MiB); lower block_size or raise a budget"
+                f"{paths[0]}: blocks of {_size(largest)} (block_size) do not fit in any prefetch_storage "
+                f"tier (largest budget {_size(tiers.largest_budget)}); lower block_size or raise a budget"
             )
         engine = PrefetchEngine(
             self,
             layout,
             tiers,
-            concurrency=int(config.get("concurrency") if concurrency is None else concurrency),
-            retries=int(config.get("retries")),
-            read_timeout=config.get_seconds("read-timeout", read_timeout),
+            concurrency=settings.concurrency,
+            retries=settings.retries,
+            read_timeout=settings.read_timeout,
             start=layout.block_at(offset),
         )
         if worker_plugin is not None:
@@ -208,12 +222,145 @@ class S3PrefetchFileSystem(s3fs.S3FileSystem):
             raise FileNotFoundError(f"No such object: {e.args[0] if e.args else e}") from e
 
 
-def _check_pinned(paths: list[str], pinned: Sequence[Mapping[str, Any]]) -> list[dict]:
-    infos = [dict(info) for info in pinned]
+@dataclass(frozen=True)
+class _Settings:
+    """The checked settings of one ``open``: arguments, else ``dask-prefetch.*`` configuration."""
+
+    block_bytes: int
+    part_bytes: int
+    concurrency: int
+    retries: int
+    read_timeout: float
+    storage: list[tuple[str, float]] | None  # None: the worker's tiers or the default ones
+
+    @classmethod
+    def resolve(
+        cls,
+        block_size: int | str | None,
+        part_size: int | str | None,
+        concurrency: int | None,
+        read_timeout: float | str | None,
+        prefetch_storage: Any,
+    ) -> "_Settings":
+        """Check the ``open`` arguments and fill in the configured defaults.
+
+        Raises
+        ------
+        TypeError, ValueError
+            Naming the argument (or the ``dask-prefetch.*`` setting) and its value.
+        """
+        block_bytes = config.get_bytes("block-size", block_size, "block_size")
+        part_bytes = config.get_bytes("part-size", part_size, "part_size")
+        return cls(
+            block_bytes=block_bytes,
+            part_bytes=min(part_bytes, block_bytes),  # a GET never spans blocks: capped, as documented
+            concurrency=config.get_int("concurrency", concurrency, "concurrency", minimum=1),
+            retries=config.get_int("retries", minimum=1),
+            read_timeout=config.get_seconds("read-timeout", read_timeout, "read_timeout"),
+            storage=None if prefetch_storage is None else checks.check_storage(prefetch_storage),
+        )
+
+
+def _size(nbytes: int) -> str:
+    """``nbytes`` for a message: in MiB, or in bytes when under 0.1 MiB."""
+    return f"{nbytes / MiB:.1f} MiB" if nbytes >= MiB // 10 else f"{nbytes} bytes"
+
+
+def _check_mode(mode: Any, path: Any, encoding: Any, errors: Any, newline: Any) -> None:
+    """Reading modes only: ``PermissionError`` for writing ones, ``ValueError`` for nonsense."""
+    if not isinstance(mode, str):
+        raise TypeError(f"mode must be a str such as 'rb', got {describe(mode)}")
+    if set(mode) & set("wax+"):
+        raise PermissionError(f"S3PrefetchFileSystem is read-only: cannot open {path!r} in mode {mode!r}")
+    if set(mode) - set("rbt") or mode.count("r") != 1 or len(set(mode)) != len(mode) or set("bt") <= set(mode):
+        raise ValueError(f"invalid mode {mode!r}: S3PrefetchFileSystem.open reads with 'rb', 'r' or 'rt'")
+    if "b" in mode and (encoding, errors, newline) != (None, None, None):
+        raise ValueError(f"mode {mode!r} is binary: it takes no encoding, errors or newline")
+
+
+def check_paths(path_or_paths: Any, name: str, caller: str, pathlike: bool = False) -> list[str]:
+    """One path, or an ordered list of them, as a list of non-empty strings.
+
+    Parameters
+    ----------
+    path_or_paths
+        A string (or, with ``pathlike``, an ``os.PathLike``), or a list or tuple of them.
+    name
+        The argument, for errors.
+    caller
+        The function, for the error on an empty list.
+    pathlike
+        Accept ``pathlib.Path`` and other ``os.PathLike`` (local files).
+
+    Raises
+    ------
+    TypeError
+        If it is neither a path nor an ordered collection of paths (a set or a dict has no order),
+        or an item is not a path.
+    ValueError
+        If the list is empty or a path is an empty string.
+    """
+    kinds: tuple[type, ...] = (str, os.PathLike) if pathlike else (str,)
+    wanted = "a str or os.PathLike" if pathlike else "a str"
+    if isinstance(path_or_paths, kinds):
+        items, labels = [path_or_paths], [name]
+    elif isinstance(path_or_paths, (bytes, Mapping, AbstractSet)) or not isinstance(path_or_paths, Iterable):
+        raise TypeError(f"{name} must be a path or a list of paths, got {describe(path_or_paths)}")
+    else:
+        items = list(path_or_paths)
+        labels = [f"{name}[{i}]" for i in range(len(items))]
+    if not items:
+        raise ValueError(f"{caller} needs at least one path, got an empty list")
+    paths = []
+    for item, label in zip(items, labels):
+        if not isinstance(item, kinds):
+            raise TypeError(f"{label} must be {wanted} path, got {describe(item)}")
+        path = os.fspath(item)
+        if not path:
+            raise ValueError(f"{label} is an empty path")
+        paths.append(path)
+    return paths
+
+
+def check_unique(paths: Sequence[str], name: str) -> None:
+    """Refuse an object listed twice: a logical file made of the same object twice is a mistake.
+
+    Raises
+    ------
+    ValueError
+        Naming the path and both of its positions.
+    """
+    first: dict[str, int] = {}
+    for i, path in enumerate(paths):
+        if path in first:
+            raise ValueError(
+                f"{name} lists {path!r} twice (at positions {first[path]} and {i}); "
+                "a logical file cannot be made of the same object twice"
+            )
+        first[path] = i
+
+
+def _check_pinned(paths: list[str], pinned: Any) -> list[dict]:
+    """``pinned`` as one info dict per path, in order.
+
+    Raises
+    ------
+    TypeError
+        If it is not a list of mappings.
+    ValueError
+        If it has not one entry per path, or an entry has the wrong name or no size in bytes.
+    """
+    if isinstance(pinned, (str, bytes, Mapping)) or not isinstance(pinned, Iterable):
+        raise TypeError(f"pinned must be a list of info dicts (one per path), got {describe(pinned)}")
+    entries = list(pinned)
+    for i, info in enumerate(entries):
+        if not isinstance(info, Mapping):
+            raise TypeError(f"pinned[{i}] must be an info dict (name, size, ETag), got {describe(info)}")
+    infos = [dict(info) for info in entries]
     if len(infos) != len(paths):
         raise ValueError(f"pinned has {len(infos)} entries for {len(paths)} paths")
     for path, info in zip(paths, infos):
-        if info.get("name") != path or not isinstance(info.get("size"), int) or info["size"] < 0:
+        if info.get("name") != path or not checks.is_int(info.get("size")) or info["size"] < 0:
             raise ValueError(f"pinned entry {info!r} does not describe {path!r} (name and size in bytes needed)")
     return infos
 

@@ -19,21 +19,24 @@ from __future__ import annotations
 import builtins
 import io
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import dask
 import dask.array as da
 import dask.bag as db
 import numpy as np
 from fsspec.asyn import sync
-from fsspec.core import url_to_fs
+from fsspec.core import split_protocol, url_to_fs
 
-from .filesystem import S3PrefetchFileSystem
+from . import checks
+from .checks import describe
+from .filesystem import S3PrefetchFileSystem, check_paths, check_unique
 from .streamlines import StreamlineChunk, TractogramHeader, detect_format, open_reader
 from .streamlines.tck import MAX_HEADER, TckReader, read_tck_header, tck_byte_ranges
 from .streamlines.trk import HEADER_SIZE, TrkReader, parse_trk_header
 
 _PROBE_BYTES = 64 * 1024  # enough for any TRK header and ordinary TCK headers
+_PROTOCOLS = {None: "file", "local": "file", "s3a": "s3"}  # spellings of one store
 
 
 @dataclass(frozen=True)
@@ -230,7 +233,7 @@ def read_tractogram(
     storage_options: dict | None = None,
     block_size: int | str | None = None,
     prefetch_storage: Sequence[tuple[str, float]] | None = None,
-    chunk_size: int = 8 * 2**20,
+    chunk_size: int | str = 8 * 2**20,
     npartitions: int | None = None,
 ) -> Tractogram:
     """Open a TRK or TCK tractogram (one file, a list, or a glob; ``s3://`` or local) for Dask.
@@ -238,7 +241,8 @@ def read_tractogram(
     Parameters
     ----------
     paths
-        A path, a glob, or a list of paths in order.
+        A path, a glob, or a list of them in order (``str``, or ``os.PathLike`` for local files),
+        all on one store. Each file at most once: a list (globs expanded) naming a file twice raises.
     header_bytes
         The first path is a global header and every later one starts with this many bytes to skip
         (as in ``S3PrefetchFileSystem.open``). None: detect a lone 1000-byte TRK header in front
@@ -248,17 +252,32 @@ def read_tractogram(
     block_size, prefetch_storage
         Passed to ``S3PrefetchFileSystem.open`` by every task.
     chunk_size
-        Bytes parsed at a time by the readers.
+        Bytes parsed at a time by the readers: an int or a string such as ``"8 MiB"``.
     npartitions
-        Tasks to split the work into (default: one per shard; for one TCK file, one per ~256 MiB).
+        Tasks to split the work into, at least 1 (default: one per shard; for one TCK file, one
+        per ~256 MiB). Fewer partitions result when there are fewer shards.
 
     Returns
     -------
     Tractogram
+
+    Raises
+    ------
+    TypeError
+        For a path not a ``str`` (or ``os.PathLike``), a bool or float where an int is expected,
+        ``storage_options`` not a dict, a malformed ``prefetch_storage``.
+    ValueError
+        For an empty list, paths on two stores (``s3://`` and local), a file listed twice,
+        ``header_bytes`` negative, larger than a shard or without a lone TRK header in front of TRK
+        shards, ``chunk_size``, ``block_size`` or ``npartitions`` not positive;
+        ``CorruptTractogramError`` (a ValueError) for a file that is neither TRK nor TCK.
+    FileNotFoundError
+        For a missing file or a glob that matches nothing (``IsADirectoryError`` for a directory).
     """
-    path_list = [paths] if isinstance(paths, str) else list(paths)
-    if not path_list:
-        raise ValueError("read_tractogram needs at least one path")
+    path_list = check_paths(paths, "paths", caller="read_tractogram", pathlike=True)
+    _check_arguments(path_list, storage_options, block_size, prefetch_storage, npartitions)
+    header_bytes = None if header_bytes is None else checks.check_int(header_bytes, "header_bytes", minimum=0)
+    chunk_bytes = checks.check_bytes(chunk_size, "chunk_size")
     fs, _ = url_to_fs(path_list[0], **(storage_options or {}))
     if "s3" in fs.protocol:
         fs = S3PrefetchFileSystem(**(storage_options or {}))
@@ -272,6 +291,7 @@ def read_tractogram(
         if not found:
             raise FileNotFoundError(f"no file matches {p!r}")
         expanded.extend(found)
+    check_unique(expanded, "paths" if len(expanded) == len(path_list) else "paths (globs expanded)")
     infos = _infos(fs, expanded)
     sizes = [int(info["size"]) for info in infos]
     lone = [i for i, size in enumerate(sizes) if size == HEADER_SIZE]
@@ -294,6 +314,7 @@ def read_tractogram(
                 f"{expanded[0]}: with header_bytes the first object must be a lone {HEADER_SIZE}-byte TRK header "
                 f"(it has {sizes[0]} bytes; every partition reads it)"
             )
+        _check_header_bytes(header_bytes, expanded[1:], sizes[1:])
         header = parse_trk_header(probe, expanded[0])
         groups = _groups(expanded[1:], sizes[1:], npartitions)
         size_of = dict(zip(expanded, sizes))
@@ -322,14 +343,43 @@ def read_tractogram(
         parts = [replace(p, pins=tuple(pin_of[path] for path in p.paths)) for p in parts]
     # Task keys must change with the data: where it lives and which versions were seen.
     identity = (storage_options, [(info.get("name"), info.get("size"), info.get("ETag")) for info in infos])
-    return Tractogram(header, parts, opener, int(chunk_size), identity)
+    return Tractogram(header, parts, opener, chunk_bytes, identity)
+
+
+def _check_arguments(paths: list[str], storage_options: Any, block_size: Any, storage: Any, npartitions: Any) -> None:
+    """Check ``read_tractogram``'s arguments before anything is listed (``TypeError``, ``ValueError``)."""
+    protocols = {_PROTOCOLS.get(split_protocol(p)[0], split_protocol(p)[0]) for p in paths}
+    if len(protocols) > 1:
+        raise ValueError(f"paths mix protocols {sorted(protocols)}: read one store at a time, got {paths!r}")
+    if storage_options is not None and not isinstance(storage_options, Mapping):
+        raise TypeError(f"storage_options must be a dict, got {describe(storage_options)}")
+    if block_size is not None:
+        checks.check_bytes(block_size, "block_size")  # now, rather than in every task
+    if storage is not None:
+        checks.check_storage(storage)  # the shape only: the directories are the workers'
+    if npartitions is not None:
+        checks.check_int(npartitions, "npartitions", minimum=1)
+
+
+def _check_header_bytes(header_bytes: int, paths: list[str], sizes: list[int]) -> None:
+    """Every shard after the global header holds its ``header_bytes``, or ``ValueError``."""
+    for path, size in zip(paths, sizes):
+        if header_bytes > size:
+            raise ValueError(f"header_bytes={header_bytes} is larger than shard {path!r} ({size} bytes)")
 
 
 def _infos(fs: Any, paths: list[str]) -> list[dict]:
-    """Sizes (and ETags), fetched concurrently from S3: one round trip, not one per shard."""
+    """Sizes (and ETags), fetched concurrently from S3: one round trip, not one per shard.
+
+    Raises ``FileNotFoundError`` for a missing file, ``IsADirectoryError`` for a directory or a prefix.
+    """
     if isinstance(fs, S3PrefetchFileSystem):
         return sync(fs.loop, fs._pin_objects, paths)
-    return [fs.info(p) for p in paths]
+    infos = [fs.info(p) for p in paths]
+    for path, info in zip(paths, infos):
+        if info.get("type") != "file":
+            raise IsADirectoryError(f"{path!r} is a directory, not a tractogram file")
+    return infos
 
 
 def _header(fmt: str, probe: bytes, name: str) -> TractogramHeader:

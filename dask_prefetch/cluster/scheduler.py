@@ -14,6 +14,8 @@ new workers.
 
 from __future__ import annotations
 
+import math
+import numbers
 from typing import Any, Hashable, Iterable, Sequence
 
 from distributed.diagnostics.plugin import SchedulerPlugin
@@ -101,6 +103,13 @@ def balanced_groups(weights: Sequence[int], capacities: Sequence[int]) -> list[i
     list of int
         The worker of each item: non-decreasing, so each worker gets one contiguous run.
 
+    Raises
+    ------
+    TypeError
+        If a weight or a capacity is not a number.
+    ValueError
+        If one is negative or not finite, or there is no capacity at all.
+
     Examples
     --------
     >>> balanced_groups([1, 1, 1, 1], [1, 1])
@@ -108,6 +117,10 @@ def balanced_groups(weights: Sequence[int], capacities: Sequence[int]) -> list[i
     >>> balanced_groups([1, 1, 1, 1, 1, 1], [2, 1])
     [0, 0, 0, 0, 1, 1]
     """
+    _check_non_negative(weights, "weights")
+    _check_non_negative(capacities, "capacities")
+    if not sum(capacities) > 0:
+        raise ValueError(f"capacities must add up to more than 0, got {list(capacities)!r}")
     total_weight = float(sum(weights)) or 1.0
     total_capacity = float(sum(capacities))
     bounds, acc = [], 0.0
@@ -122,3 +135,12 @@ def balanced_groups(weights: Sequence[int], capacities: Sequence[int]) -> list[i
         groups.append(worker)
         done += weight
     return groups
+
+
+def _check_non_negative(values: Sequence[float], name: str) -> None:
+    """Every item a finite number >= 0, or ``TypeError`` / ``ValueError`` naming it."""
+    for i, value in enumerate(values):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise TypeError(f"{name}[{i}] must be a number, got {value!r} ({type(value).__name__})")
+        if not (math.isfinite(value) and value >= 0):
+            raise ValueError(f"{name}[{i}] must be a finite number >= 0, got {value!r}")

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 from distributed.diagnostics.plugin import WorkerPlugin
 
-from .. import config
+from .. import checks, config
 from ..stats import EngineStats
 from ..tiers import ScratchDirectory, TierSet
 from . import prometheus
@@ -41,6 +41,15 @@ class PrefetchWorkerPlugin(WorkerPlugin):
         ``[(directory, MiB), ...]`` in descending priority, on the workers' machines: the budget of
         each worker (not of each file). Default: ``dask-prefetch.storage`` or ``/dev/shm``.
 
+    Raises
+    ------
+    TypeError
+        If ``prefetch_storage`` is not a list of ``(directory, MiB)`` pairs with numeric budgets.
+    ValueError
+        If it is empty, a budget is not positive and finite, or a directory is named twice. Whether
+        the directories exist is checked on each worker when the plugin is set up (``OSError``),
+        as is the ``dask-prefetch.next-tasks`` and ``next-task-bytes`` configuration there.
+
     Examples
     --------
     >>> client.register_plugin(PrefetchWorkerPlugin(prefetch_storage=[("/dev/shm", 2048)]))  # doctest: +SKIP
@@ -64,17 +73,8 @@ class PrefetchWorkerPlugin(WorkerPlugin):
     idempotent = True
 
     def __init__(self, prefetch_storage: Sequence[tuple[str, float]] | None = None) -> None:
-        if prefetch_storage is not None:
-            storage = []
-            for entry in prefetch_storage:
-                if not (isinstance(entry, (tuple, list)) and len(entry) == 2 and isinstance(entry[0], str)):
-                    raise TypeError(f"prefetch_storage entries are (directory, MiB) pairs, got {entry!r}")
-                if not isinstance(entry[1], (int, float)) or entry[1] <= 0:
-                    raise ValueError(f"prefetch_storage budget for {entry[0]!r} must be > 0 MiB, got {entry[1]!r}")
-                storage.append((entry[0], float(entry[1])))
-            if not storage:
-                raise ValueError("prefetch_storage must name at least one (directory, MiB) tier")
-            prefetch_storage = storage
+        if prefetch_storage is not None:  # the shape now; the directories on each worker, in setup
+            prefetch_storage = checks.check_storage(prefetch_storage)
         self.prefetch_storage = prefetch_storage
         self.tiers: TierSet | None = None
         self._directories: list[ScratchDirectory] = []
@@ -91,7 +91,9 @@ class PrefetchWorkerPlugin(WorkerPlugin):
 
     def setup(self, worker: Any) -> None:
         storage = self.prefetch_storage or config.default_storage()
-        TierSet(storage)  # check the directories and budgets before making anything
+        TierSet(storage)  # check the directories, budgets and settings before making anything
+        lookahead = None if config.get("next-tasks") is None else config.get_int("next-tasks", minimum=0)
+        head_bytes, claim_timeout = config.get_bytes("next-task-bytes"), config.get_seconds("read-timeout")
         try:
             for directory, _ in storage:
                 self._directories.append(ScratchDirectory(directory))
@@ -101,13 +103,12 @@ class PrefetchWorkerPlugin(WorkerPlugin):
                 made.remove()
             self._directories = []
             raise
-        lookahead = config.get("next-tasks")
         self.next_tasks = NextTaskPrefetcher(
             worker,
-            lookahead=None if lookahead is None else int(lookahead),
-            head_bytes=config.get_bytes("next-task-bytes"),
+            lookahead=lookahead,
+            head_bytes=head_bytes,
             acting=self.acting,
-            claim_timeout=config.get_seconds("read-timeout"),
+            claim_timeout=claim_timeout,
             budget=sum(tier.budget for tier in self.tiers.tiers),
         )
         for key, metric in self._metrics().items():
