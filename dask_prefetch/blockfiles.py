@@ -16,7 +16,7 @@ import os
 from dataclasses import dataclass, field
 
 from .layout import Block
-from .tiers import ScratchDirectory, StorageTier, TierSet
+from .tiers import DISK_FULL, REMOVED, ScratchDirectory, StorageTier, TierSet
 
 logger = logging.getLogger(__name__)
 #: Errors meaning "this disk has no room", whatever the budget says.
@@ -102,7 +102,7 @@ class BlockFiles:
             self.tiers.release(tier, block.length)
             if e.errno in NO_SPACE:
                 logger.debug("%s: no space for block %d (%s); trying other tiers", tier.directory, block.index, e)
-                self.tiers.set_unusable(tier, f"disk full ({e.strerror})")
+                self.tiers.set_unusable(tier, DISK_FULL)
                 return None
             if e.errno == errno.ENOENT and self._scratch_lost(tier):
                 return None
@@ -121,7 +121,7 @@ class BlockFiles:
             logger.debug("%s: scratch directory removed under us; made a new one", tier.directory)
         except OSError as e:
             logger.debug("%s: tier directory unusable (%s); trying other tiers", tier.directory, e)
-            self.tiers.set_unusable(tier, "removed")
+            self.tiers.set_unusable(tier, REMOVED)
         return True
 
     def remove(self) -> None:

@@ -31,7 +31,7 @@ from .fetch import fetch_part
 from .layout import Block, Layout
 from .stats import EngineStats, engine_closed, engine_opened
 from .stragglers import StragglerWatch
-from .tiers import TierSet, disk_bytes
+from .tiers import DISK_FULL, TierSet, disk_bytes
 from .trace import current_tracer
 
 logger = logging.getLogger(__name__)
@@ -302,7 +302,7 @@ class PrefetchEngine:
             while tier is None:
                 if not self._make_room_after(block.index):
                     if self._nowhere_to_go():
-                        full = any("full" in reason for reason in self.tiers.unusable_reasons())
+                        full = any(t.unusable == DISK_FULL for t in self.tiers.tiers)
                         raise OSError(
                             errno.ENOSPC if full else errno.ENOENT,
                             f"{block.shard.path}: no prefetch_storage tier can hold block {block.index} "
@@ -420,7 +420,7 @@ class PrefetchEngine:
                     except OSError:  # the directory went away under us: the data is safe in our descriptor
                         pass
             elif isinstance(error, OSError) and error.errno in NO_SPACE and not slot.dropped:
-                self.tiers.set_unusable(slot.tier, f"disk full ({error.strerror})")
+                self.tiers.set_unusable(slot.tier, DISK_FULL)
                 self._drop(slot)  # fetched again, in another tier
             elif slot.error is None and not slot.dropped:
                 slot.error = error

@@ -23,6 +23,9 @@ PAGE = 4096  # tmpfs and ext4 allocate whole pages: budget what the disk will re
 SCRATCH_PREFIX = "dask-prefetch-"
 _LOCK_NAME = ".lock"
 _STALE_GRACE_SECONDS = 60.0
+#: Why a tier takes no new block (see :attr:`StorageTier.unusable`).
+DISK_FULL = "disk full"
+REMOVED = "directory removed"
 
 
 def disk_bytes(nbytes: int) -> int:
@@ -34,8 +37,8 @@ def disk_bytes(nbytes: int) -> int:
 class StorageTier:
     """One directory and its byte budget; ``used`` counts reserved bytes.
 
-    ``unusable`` says why no new block goes here: ``"full"`` (the disk had no room, though the
-    budget did; cleared when one of our blocks is released) or ``"removed"`` (for good).
+    ``unusable`` says why no new block goes here: :data:`DISK_FULL` (the disk had no room, though
+    the budget did; cleared when one of our blocks is released) or :data:`REMOVED` (for good).
     """
 
     directory: str
@@ -105,16 +108,16 @@ class TierSet:
         """Give back a reservation made by :meth:`reserve`, then wake the listeners."""
         with self._lock:
             tier.used -= disk_bytes(nbytes)
-            if tier.unusable == "full":
+            if tier.unusable == DISK_FULL:
                 tier.unusable = None  # room was freed: worth another try
             listeners = list(self._listeners)
         for listener in listeners:
             listener()
 
     def set_unusable(self, tier: StorageTier, why: str) -> None:
-        """Stop placing blocks in ``tier``: ``"full"`` until space is released, ``"removed"`` for good."""
+        """Stop placing blocks in ``tier``: :data:`DISK_FULL` until space is released, :data:`REMOVED` for good."""
         with self._lock:
-            if tier.unusable != "removed":
+            if tier.unusable != REMOVED:
                 tier.unusable = why
 
     def unusable_reasons(self) -> list[str]:

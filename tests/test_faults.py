@@ -74,6 +74,19 @@ def test_persistent_faults_raise_a_clear_oserror(fault, faulty, raw_fs, tiers):
     assert proxy.counts()[fault] >= 3
 
 
+def test_a_read_that_fails_half_way_returns_nothing_and_keeps_its_position(faulty, raw_fs, tiers):
+    (path,) = put_shards(raw_fs, [200_000])
+    proxy, fs = faulty({"reset": 1.0}, cut=0.5)  # each GET brings half of what is left, then breaks
+    with dask.config.set({"dask-prefetch.retries": 2}), fs.open(path, prefetch_storage=tiers(1), **SMALL) as f:
+        f.seek(10)
+        with pytest.raises(OSError, match="failed 2 times"):
+            f.read()  # some bytes had arrived when it failed
+        assert f.tell() == 10
+        assert f.engine.stats.bytes_fetched > 100_000
+        proxy.set_rates(reset=0.0)
+        assert f.read() == raw_fs.cat(path)[10:]  # the same call again, once S3 is well
+
+
 def test_a_persistent_fault_meets_the_read_deadline_with_the_last_error(faulty, raw_fs, tiers):
     (path,) = put_shards(raw_fs, [MiB])
     proxy, fs = faulty({"stall": 1.0}, stall_seconds=60, cut=0)
