@@ -104,7 +104,7 @@ class FaultProxy(_ChildServer):
         self._control(f"?{query}", method="POST")
 
     def counts(self) -> dict[str, int]:
-        """Ranged GETs seen (``"gets"``) and faults injected so far, by kind."""
+        """Ranged GETs seen (``"gets"``), faults injected by kind, and requests by method (``"method:GET"``)."""
         return json.loads(self._control("", method="GET"))
 
     def _control(self, query: str, method: str) -> bytes:
@@ -196,6 +196,7 @@ class _Proxy:
                 if target.startswith(CONTROL_PATH):
                     self.control(method, target, client_w)
                     continue
+                self.counts[f"method:{method}"] = self.counts.get(f"method:{method}", 0) + 1
                 fault = self.draw() if method == "GET" and "range" in head.headers else None
                 if fault == "slowdown":
                     client_w.write(
