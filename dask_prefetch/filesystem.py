@@ -38,6 +38,8 @@ class S3PrefetchFileSystem(s3fs.S3FileSystem):
 
     The S3 connection pool is raised to 64 connections (``config_kwargs["max_pool_connections"]``)
     unless given, so that several prefetching files are not capped at botocore's default of 10.
+    botocore's ``read_timeout`` and ``connect_timeout`` default to ``dask-prefetch.stall-timeout``
+    (30 s) rather than 60 s: a request that gets no answer is retried sooner.
 
     Examples
     --------
@@ -51,6 +53,9 @@ class S3PrefetchFileSystem(s3fs.S3FileSystem):
         kwargs.setdefault("default_fill_cache", False)
         config_kwargs = dict(kwargs.pop("config_kwargs", None) or {})
         config_kwargs.setdefault("max_pool_connections", 64)
+        stall_seconds = config.get_seconds("stall-timeout")
+        config_kwargs.setdefault("read_timeout", stall_seconds)
+        config_kwargs.setdefault("connect_timeout", stall_seconds)
         super().__init__(*args, config_kwargs=config_kwargs, **kwargs)
 
     def open(  # type: ignore[override]

@@ -42,18 +42,19 @@ def read_in_random_pieces(f, seed=0) -> bytes:
     return b"".join(pieces)
 
 
-@pytest.mark.parametrize("fault, rate", [("slowdown", 0.3), ("reset", 0.3), ("stall", 0.1)])
+@pytest.mark.parametrize("fault, rate", [("slowdown", 0.3), ("reset", 0.3), ("stall", 0.1), ("hang", 0.1)])
 def test_transient_faults_are_retried_and_every_byte_is_identical(fault, rate, faulty, raw_fs, tiers):
     paths = put_shards(raw_fs, [2 * MiB, MiB + 12345, 700_000])
-    proxy, fs = faulty({fault: rate}, stall_seconds=60)
     settings = {"dask-prefetch.stall-timeout": "0.5s", "dask-prefetch.straggler-factor": 0}
+    with dask.config.set(settings):
+        proxy, fs = faulty({fault: rate}, stall_seconds=60)  # botocore's read_timeout is set from stall-timeout
     with dask.config.set(settings), fs.open(paths, header_bytes=1000, prefetch_storage=tiers(1), **SMALL) as f:
         data = read_in_random_pieces(f)
         stats = f.engine.stats
     assert data == logical_bytes(raw_fs, paths, header_bytes=1000)
     injected = proxy.counts()[fault]
     assert injected >= 3
-    if fault != "slowdown":  # 503s are retried inside botocore and s3fs
+    if fault in ("reset", "stall"):  # 503s and unanswered requests are retried inside botocore and s3fs
         assert stats.gets_resumed == injected  # each broken or stalled GET resumed once, from where it stopped
     assert stats.bytes_fetched == len(data)  # no byte fetched twice: resumed, not restarted
     assert stats.gets_reissued == 0
@@ -100,15 +101,17 @@ def test_a_persistent_fault_meets_the_read_deadline_with_the_last_error(faulty, 
     assert time.monotonic() - closing < 2  # GETs stuck in stalls are cancelled at close
 
 
-def test_persistent_slowdown_is_bounded_by_the_read_deadline(faulty, raw_fs, tiers):
+@pytest.mark.parametrize("fault", ["slowdown", "hang"])
+def test_persistent_unanswered_requests_are_bounded_by_the_read_deadline(fault, faulty, raw_fs, tiers):
     (path,) = put_shards(raw_fs, [MiB])
-    proxy, fs = faulty({"slowdown": 1.0})
+    with dask.config.set({"dask-prefetch.stall-timeout": "0.3s"}):
+        proxy, fs = faulty({fault: 1.0}, stall_seconds=60)
     with fs.open(path, prefetch_storage=tiers(1), read_timeout=2, **SMALL) as f:
         started = time.monotonic()
         with pytest.raises(TimeoutError, match=f"{path}: no data"):
             f.read(10)
         assert time.monotonic() - started < 6
-    assert proxy.counts()["slowdown"] >= 4
+    assert proxy.counts()[fault] >= 4  # retried meanwhile
 
 
 def test_a_straggling_get_is_reissued_and_the_first_answer_wins(faulty, raw_fs, tiers):

@@ -11,6 +11,8 @@ with a ``Range`` header: object data, not listings or HEADs) draws at most one f
 ``stall``
     Forwarded; after the first ``cut`` of the body, no byte is sent for ``stall_seconds``,
     then the rest follows (if the client is still there).
+``hang``
+    Forwarded; the whole response, status line included, is held for ``stall_seconds``.
 
 Rates can be changed while it runs (:meth:`FaultProxy.set_rates`), and the proxy counts
 what it did (:meth:`FaultProxy.counts`). Run standalone with::
@@ -40,7 +42,7 @@ if __package__:
 else:  # run as a script (the child process): import the stdlib-only sibling
     from s3server import _PORT_PREFIX, _ChildServer  # type: ignore[no-redef]
 
-FAULTS = ("slowdown", "reset", "stall")
+FAULTS = ("slowdown", "reset", "stall", "hang")
 CONTROL_PATH = "/__faults__"
 CHUNK = 64 * 1024
 _SLOWDOWN_BODY = (
@@ -60,7 +62,7 @@ class FaultProxy(_ChildServer):
         Probability of each fault per ranged GET, e.g. ``{"slowdown": 0.1, "reset": 0.05}``;
         they must add up to at most 1.
     stall_seconds
-        How long a ``stall`` fault holds the body.
+        How long a ``stall`` or ``hang`` fault holds the response.
     cut
         Fraction of the body sent before a ``reset`` or ``stall`` (0: right after the headers).
     seed
@@ -241,6 +243,8 @@ class _Proxy:
         head = await _Head.read(up_r)
         if head is None:
             raise _UpstreamClosed("upstream closed before answering")
+        if fault == "hang":
+            await asyncio.sleep(self.stall_seconds)
         client_w.write(head.raw)
         status = int(head.start.split(" ")[1])
         length = head.length
