@@ -114,7 +114,7 @@ def read_tck_header(fileobj: BinaryIO, name: str = "<file>") -> TractogramHeader
         raise CorruptTractogramError(name, header_end, "header has no 'file: . <offset>' field")
     parts = fields["file"].split()
     file_at = line_at["file"]
-    if len(parts) != 2 or parts[0] != "." or not parts[1].isdigit():
+    if len(parts) != 2 or parts[0] != "." or not _is_decimal(parts[1]):
         raise CorruptTractogramError(name, file_at, f"bad 'file' field {fields['file']!r} (want '. <offset>')")
     data_offset = base + int(parts[1])
     if data_offset < header_end:
@@ -129,10 +129,15 @@ def read_tck_header(fileobj: BinaryIO, name: str = "<file>") -> TractogramHeader
     return TractogramHeader(
         format="tck",
         voxel_to_rasmm=np.eye(4),
-        nb_streamlines=int(count) if count.isdigit() else None,
+        nb_streamlines=int(count) if _is_decimal(count) else None,
         data_offset=data_offset,
         fields=fields,
     )
+
+
+def _is_decimal(text: str) -> bool:
+    """Whether ``int(text)`` reads ``text`` as ASCII digits (``str.isdigit`` also takes '²', which int refuses)."""
+    return text.isascii() and text.isdigit()
 
 
 class TckReader:

@@ -12,7 +12,12 @@ from typing import BinaryIO, Iterator
 
 import numpy as np
 from nibabel.orientations import aff2axcodes
-from nibabel.streamlines.trk import decode_value_from_name, get_affine_trackvis_to_rasmm, header_2_dtype
+from nibabel.streamlines.tractogram_file import HeaderError
+from nibabel.streamlines.trk import (
+    decode_value_from_name,
+    get_affine_trackvis_to_rasmm,
+    header_2_dtype,
+)
 from threadpoolctl import ThreadpoolController
 
 from .chunk import StreamlineChunk, TractogramHeader
@@ -31,7 +36,8 @@ def read_trk_header(fileobj: BinaryIO, name: str = "<file>") -> TractogramHeader
     Raises
     ------
     CorruptTractogramError
-        If the magic number, header size or version is wrong, or the affine is invalid.
+        If the magic number, header size or version is wrong, the affine, voxel sizes or voxel order
+        are invalid, a scalar or property name is malformed, or ``n_count`` is negative.
     """
     buf = read_full(fileobj, HEADER_SIZE)
     return parse_trk_header(buf, name)
@@ -57,7 +63,7 @@ def parse_trk_header(buf: bytes, name: str = "<file>") -> TractogramHeader:
     vox_to_ras = np.array(fields["voxel_to_rasmm"], dtype=np.float32)
     if version == 1 or vox_to_ras[3, 3] == 0:
         vox_to_ras = np.eye(4, dtype=np.float32)  # not recorded: identity, as nibabel does
-    if None in aff2axcodes(vox_to_ras):
+    if not _orientable(vox_to_ras):
         raise CorruptTractogramError(name, 440, f"invalid vox_to_ras affine {vox_to_ras.tolist()}")
     fields["voxel_to_rasmm"] = vox_to_ras
     if fields["voxel_order"] == b"":
@@ -65,34 +71,68 @@ def parse_trk_header(buf: bytes, name: str = "<file>") -> TractogramHeader:
     n_scalars, n_properties = int(fields["nb_scalars_per_point"]), int(fields["nb_properties_per_streamline"])
     if not (0 <= n_scalars <= 10 and 0 <= n_properties <= 10):
         raise CorruptTractogramError(name, 36, f"n_scalars={n_scalars}, n_properties={n_properties} (0-10 allowed)")
-    if not np.all(np.asarray(fields["voxel_sizes"], dtype=np.float64) > 0):
-        raise CorruptTractogramError(name, 12, f"voxel sizes must be > 0, got {fields['voxel_sizes'].tolist()}")
-    to_rasmm = get_affine_trackvis_to_rasmm(fields)
+    sizes = np.asarray(fields["voxel_sizes"], dtype=np.float64)
+    if not np.all(np.isfinite(sizes) & (sizes > 0)):
+        raise CorruptTractogramError(name, 12, f"voxel sizes must be > 0 and finite, got {sizes.tolist()}")
+    to_rasmm = _voxmm_to_rasmm(fields, name)
     fields["_endianness"] = endian
     fields["_voxmm_to_rasmm"] = to_rasmm
     count = int(fields["nb_streamlines"])
+    if count < 0:
+        raise CorruptTractogramError(name, 988, f"negative streamline count n_count={count}")
     return TractogramHeader(
         format="trk",
         voxel_to_rasmm=vox_to_ras.astype(np.float64),
         nb_streamlines=count if count > 0 else None,
         data_offset=HEADER_SIZE,
-        scalar_names=_names(fields["scalar_name"], n_scalars),
-        property_names=_names(fields["property_name"], n_properties),
+        scalar_names=_names(fields["scalar_name"], n_scalars, name, 38),
+        property_names=_names(fields["property_name"], n_properties, name, 240),
         fields=fields,
     )
 
 
-def _names(raw: np.ndarray, n: int) -> tuple[str, ...]:
-    """One name per column: TRK packs ``name\\0<count>`` for a name that covers several columns."""
+def _orientable(affine: np.ndarray) -> bool:
+    """Whether ``affine`` is finite and maps each voxel axis to one RAS axis (nibabel's ``aff2axcodes``)."""
+    if not np.isfinite(affine).all():
+        return False
+    try:
+        with np.errstate(all="ignore"):
+            return None not in aff2axcodes(affine)
+    except ValueError:  # numpy's LinAlgError (an SVD that does not converge) is one
+        return False
+
+
+def _voxmm_to_rasmm(fields: dict, name: str) -> np.ndarray:
+    """nibabel's affine from TrackVis voxmm to RAS+ mm, refusing a bad voxel order or a non-finite result."""
+    try:
+        with np.errstate(all="ignore"):
+            affine = get_affine_trackvis_to_rasmm(fields)
+    except ValueError:  # axis codes other than three distinct axes of L/R, P/A, I/S
+        raise CorruptTractogramError(name, 948, f"invalid voxel_order {bytes(fields['voxel_order'])!r}") from None
+    if not np.isfinite(affine).all():
+        sizes = fields["voxel_sizes"].tolist()
+        problem = f"voxel sizes {sizes} and the vox_to_ras affine give a non-finite voxmm-to-RAS+ affine"
+        raise CorruptTractogramError(name, 12, problem)
+    return affine
+
+
+def _names(raw: np.ndarray, n: int, name: str, offset: int) -> tuple[str, ...]:
+    """One name per column: TRK packs ``name\\0<count>`` for a name that covers several columns.
+
+    ``offset`` is where the ten 20-byte names start in the header, for messages.
+    """
     names: list[str] = []
-    for encoded in raw:
+    for i, encoded in enumerate(raw):
         if len(names) >= n:
             break
         raw_name = bytes(encoded)
         if not raw_name.strip(b"\0"):
             continue
-        name, count = decode_value_from_name(raw_name)
-        names.extend([name] * max(count, 1))
+        try:
+            column, count = decode_value_from_name(raw_name)
+        except (ValueError, HeaderError):  # a count that is not an integer, or stray bytes after it
+            raise CorruptTractogramError(name, offset + 20 * i, f"bad scalar or property name {raw_name!r}") from None
+        names.extend([column] * min(max(count, 1), n - len(names)))  # a corrupt count must not build a huge list
     names.extend([""] * (n - len(names)))
     return tuple(names[:n])
 
@@ -167,7 +207,9 @@ class TrkReader:
             if eof:
                 if carry and left != 0:
                     raise CorruptTractogramError(
-                        self.name, position, f"truncated record: {len(carry)} bytes left after the last whole streamline"
+                        self.name,
+                        position,
+                        f"truncated record: {len(carry)} bytes left after the last whole streamline",
                     )
                 return
 
