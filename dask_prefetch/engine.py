@@ -85,7 +85,7 @@ class PrefetchEngine:
         if not self.stall_timeout > 0:
             raise ValueError(f"stall-timeout must be > 0 seconds, got {self.stall_timeout}")
         factor = float(config.get("straggler-factor") if straggler_factor is None else straggler_factor)
-        self._stragglers = StragglerWatch(factor)
+        self._stragglers = StragglerWatch(factor, max_active=max(1, concurrency // 4))
         self._last_error: BaseException | None = None  # of a GET that was resumed (for timeout messages)
         self.fs = fs
         self.layout = layout

@@ -113,8 +113,6 @@ async def fetch_part(
     progress = _Progress(on_bytes)
     stream = partial(_stream, fs, shard, part, fd, progress, retries, stall_timeout, on_retry)
     racers = [asyncio.ensure_future(stream())]
-    if watch is not None:
-        watch.started += 1
     try:
         if watch is not None and watch.factor:
             await _reissue_if_straggling(watch, racers, stream, progress, part, began, shard.path, on_retry)
@@ -135,6 +133,8 @@ async def fetch_part(
         raise error
     finally:
         await _settle(racers)
+        if len(racers) > 1:
+            watch.end_reissue()  # type: ignore[union-attr]
 
 
 async def _reissue_if_straggling(
