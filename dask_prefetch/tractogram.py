@@ -32,6 +32,7 @@ from . import checks
 from .checks import describe
 from .filesystem import S3PrefetchFileSystem, check_paths, check_unique
 from .streamlines import StreamlineChunk, TractogramHeader, detect_format, open_reader
+from .streamlines.errors import CorruptTractogramError, in_shard
 from .streamlines.tck import MAX_HEADER, TckReader, read_tck_header, tck_byte_ranges
 from .streamlines.trk import HEADER_SIZE, TrkReader, parse_trk_header
 
@@ -55,6 +56,7 @@ class Partition:
     start: int = 0
     stop: int = 0
     nbytes: int = 0  # bytes the task reads, to balance partitions across workers
+    sizes: tuple[int, ...] = ()  # of the "bodies" objects, to name the shard an error is in
     pins: tuple[tuple[str, int, str | None, str | None], ...] = ()  # (name, size, ETag, VersionId) per path
 
     def first_stream(self) -> tuple[tuple[str, ...], int, int, list[dict] | None]:
@@ -139,7 +141,10 @@ def read_partition(part: Partition, opener: _Opener, header: TractogramHeader, c
     chunks: list[StreamlineChunk] = []
     if part.kind == "bodies":
         with opener.open(*part.first_stream()) as f:
-            chunks.extend(TrkReader(f, part.paths[0], ignore_count=not part.whole, chunk_bytes=chunk_bytes))
+            try:
+                chunks.extend(TrkReader(f, part.paths[0], ignore_count=not part.whole, chunk_bytes=chunk_bytes))
+            except CorruptTractogramError as e:
+                raise in_shard(e, part.paths, part.sizes, part.header_bytes) from None
     elif part.kind == "files":
         for path in part.paths:
             with opener.open([path], pinned=part.pinned([path])) as f:
@@ -320,7 +325,12 @@ def read_tractogram(
         size_of = dict(zip(expanded, sizes))
         parts = [
             Partition(
-                "bodies", (expanded[0], *g), header_bytes, whole=len(groups) == 1, nbytes=sum(size_of[p] for p in g)
+                "bodies",
+                (expanded[0], *g),
+                header_bytes,
+                whole=len(groups) == 1,
+                nbytes=sum(size_of[p] for p in g),
+                sizes=(sizes[0], *(size_of[p] for p in g)),
             )
             for g in groups
         ]

@@ -141,6 +141,23 @@ def test_a_truncated_shard_names_the_shard_and_offset(raw_fs, storage_options, t
         tg.lengths.compute(scheduler="sync")
 
 
+@pytest.mark.parametrize("npartitions", [1, 2])
+def test_a_corrupt_shard_behind_a_global_header_is_named_with_its_own_offset(
+    raw_fs, storage_options, tiers, shards, npartitions
+):
+    objects, _ = layout("global-header", shards)
+    names = list(objects)
+    bad = bytearray(objects[names[3]])
+    bad[HEADER : HEADER + 4] = np.int32(2**30).tobytes()  # the first record's point count, in the third shard
+    objects[names[3]] = bytes(bad)
+    for name, data in objects.items():
+        raw_fs.pipe(f"{BUCKET}/{name}", data)
+    tg = read_tractogram([f"s3://{BUCKET}/{n}" for n in names], storage_options=storage_options,
+                         prefetch_storage=tiers(1), block_size=64 * 1024, npartitions=npartitions)
+    with pytest.raises(CorruptTractogramError, match=rf"^{BUCKET}/{names[3]}: at byte {HEADER}: "):
+        tg.lengths.compute(scheduler="sync")
+
+
 def test_not_a_tractogram(tmp_path):
     path = tmp_path / "notes.txt"
     path.write_bytes(b"hello, world" * 10)
