@@ -300,7 +300,7 @@ def read_tractogram(
     infos = _infos(fs, expanded)
     sizes = [int(info["size"]) for info in infos]
     lone = [i for i, size in enumerate(sizes) if size == HEADER_SIZE]
-    if len(path_list) == 1 and len(expanded) > 1 and len(lone) == 1 and header_bytes is None:
+    if len(path_list) == 1 and len(expanded) > 1 and len(lone) == 1 and header_bytes in (None, HEADER_SIZE):
         i = lone[0]  # a glob matched a lone header and its shards: the header goes first, whatever its name
         expanded.insert(0, expanded.pop(i))
         sizes.insert(0, sizes.pop(i))

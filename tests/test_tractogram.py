@@ -141,6 +141,16 @@ def test_a_truncated_shard_names_the_shard_and_offset(raw_fs, storage_options, t
         tg.lengths.compute(scheduler="sync")
 
 
+@pytest.mark.parametrize("header_bytes", [None, HEADER])
+def test_a_glob_puts_the_lone_header_first_whatever_its_name(tmp_path, shards, header_bytes):
+    objects, expected = layout("global-header", shards)
+    for name, data in objects.items():
+        (tmp_path / ("zz-header.trk" if name == "hydi.trk" else name)).write_bytes(data)  # sorts last
+    tg = read_tractogram(str(tmp_path / "*"), header_bytes=header_bytes)
+    assert tg.partitions[0].paths[0].endswith("zz-header.trk")
+    check(tg, expected)
+
+
 @pytest.mark.parametrize("npartitions", [1, 2])
 def test_a_corrupt_shard_behind_a_global_header_is_named_with_its_own_offset(
     raw_fs, storage_options, tiers, shards, npartitions
