@@ -52,3 +52,14 @@ def test_environment_variables_set_the_defaults(prefix, tmp_path):
     code = "import dask, dask_prefetch; print(dask.config.get('dask-prefetch.block-size'), dask_prefetch.config.default_storage())"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
     assert out.strip() == f"64MiB [('{tmp_path}', 100.0)]"
+
+
+def test_every_setting_is_documented_in_the_readme():
+    from pathlib import Path
+
+    import yaml
+
+    root = Path(config.__file__).parents[1]
+    keys = yaml.safe_load((root / "dask_prefetch" / "dask-prefetch.yaml").read_text())["dask-prefetch"]
+    readme = (root / "README.md").read_text()
+    assert [key for key in keys if f"| `{key}` |" not in readme] == []
