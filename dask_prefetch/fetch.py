@@ -147,26 +147,21 @@ async def _reissue_if_straggling(
     path: str,
     on_retry: Callable[[str, BaseException | None], None] | None,
 ) -> None:
-    """Wait while the GET in ``racers`` runs; once it is a straggler, add a second GET if the budget allows."""
+    """Wait while the GET in ``racers`` runs; once it is a straggler, add a second GET (when one may start)."""
     loop = asyncio.get_running_loop()
     while True:
         patience = watch.patience()  # None until enough GETs have finished: look again later
-        wait = watch.floor if patience is None else max(0.0, patience - (loop.time() - began))
+        elapsed = loop.time() - began
+        straggling = patience is not None and elapsed >= patience
+        if straggling and watch.take_reissue():
+            logger.debug("%s: bytes %d-%d straggling after %.2f s; re-issued", path, part.start, part.stop - 1, elapsed)
+            if on_retry is not None:
+                on_retry("reissued", None)
+            racers.append(asyncio.ensure_future(stream()))
+            return
+        wait = watch.floor if patience is None or straggling else patience - elapsed  # straggling: wait for a turn
         done, _ = await asyncio.wait(racers, timeout=wait)
         if done or progress.done >= part.length:
-            return
-        if patience is not None and loop.time() - began >= patience:
-            if watch.take_reissue():
-                logger.debug(
-                    "%s: bytes %d-%d straggling after %.2f s; re-issued",
-                    path,
-                    part.start,
-                    part.stop - 1,
-                    loop.time() - began,
-                )
-                if on_retry is not None:
-                    on_retry("reissued", None)
-                racers.append(asyncio.ensure_future(stream()))
             return
 
 
