@@ -56,7 +56,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--mb", type=float, default=100, help="size of the TRK and TCK files, MB")
     p.add_argument("--scalars-mb", type=float, default=25, help="size of the TRK with scalars + properties, MB")
     p.add_argument("--repeat", type=int, default=5, help="runs per parser; the median is reported")
-    p.add_argument("--chunk-mib", type=float, default=8, help="our readers' chunk_bytes")
+    p.add_argument("--chunk-mib", type=float, default=None, help="our readers' chunk_bytes (default: theirs)")
     p.add_argument("--profile", action="store_true", help="print a cProfile of TrkReader on the big TRK")
     p.add_argument("--json", default="benchmarks/results/bench_parsers.json")
     return p.parse_args(argv)
@@ -128,7 +128,7 @@ def datasets(args: argparse.Namespace) -> dict[str, bytes]:
 # -- the parsers ---------------------------------------------------------------------------
 
 
-def ours(fmt: str, chunk_bytes: int) -> Callable[[bytes], int]:
+def ours(fmt: str, chunk_bytes: int | None) -> Callable[[bytes], int]:
     reader_cls = TckReader if fmt == "tck" else TrkReader
 
     def run(data: bytes) -> int:
@@ -140,7 +140,7 @@ def ours(fmt: str, chunk_bytes: int) -> Callable[[bytes], int]:
     return run
 
 
-def ours_concat(fmt: str, chunk_bytes: int) -> Callable[[bytes], int]:
+def ours_concat(fmt: str, chunk_bytes: int | None) -> Callable[[bytes], int]:
     """Ours, then one chunk for the whole file: the same in-memory result as nibabel's."""
     reader_cls = TckReader if fmt == "tck" else TrkReader
 
@@ -159,7 +159,7 @@ def nibabel(fmt: str) -> Callable[[bytes], int]:
     return run
 
 
-def check_equal(fmt: str, data: bytes, chunk_bytes: int) -> int:
+def check_equal(fmt: str, data: bytes, chunk_bytes: int | None) -> int:
     """Our output against nibabel's, bit for bit; returns the streamline count."""
     reader_cls = TckReader if fmt == "tck" else TrkReader
     got = StreamlineChunk.concat(list(reader_cls(io.BytesIO(data), fmt, chunk_bytes=chunk_bytes)))
@@ -198,7 +198,7 @@ def fmt_load(load: tuple[float, ...]) -> str:
     return ", ".join(f"{x:.2f}" for x in load)
 
 
-def profile_trk(data: bytes, chunk_bytes: int, runs: int = 3, lines: int = 15) -> str:
+def profile_trk(data: bytes, chunk_bytes: int | None, runs: int = 3, lines: int = 15) -> str:
     prof = cProfile.Profile()
     run = ours("trk", chunk_bytes)
     prof.enable()
@@ -212,7 +212,7 @@ def profile_trk(data: bytes, chunk_bytes: int, runs: int = 3, lines: int = 15) -
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
-    chunk_bytes = int(args.chunk_mib * 2**20)
+    chunk_bytes = None if args.chunk_mib is None else int(args.chunk_mib * 2**20)
     info = machine()
     load_start = os.getloadavg()
     print(f"{info['cpus']} CPUs ({info['processor']}), Python {info['python']}, numpy {info['numpy']}, "

@@ -136,7 +136,9 @@ class _LocalStream:
         return len(data)
 
 
-def read_partition(part: Partition, opener: _Opener, header: TractogramHeader, chunk_bytes: int) -> StreamlineChunk:
+def read_partition(
+    part: Partition, opener: _Opener, header: TractogramHeader, chunk_bytes: int | None
+) -> StreamlineChunk:
     """Parse one partition into one chunk of whole streamlines (runs in a task)."""
     chunks: list[StreamlineChunk] = []
     if part.kind == "bodies":
@@ -172,7 +174,12 @@ class Tractogram:
     """
 
     def __init__(
-        self, header: TractogramHeader, partitions: list[Partition], opener: _Opener, chunk_bytes: int, identity: Any
+        self,
+        header: TractogramHeader,
+        partitions: list[Partition],
+        opener: _Opener,
+        chunk_bytes: int | None,
+        identity: Any,
     ):
         self.header = header
         self.partitions = partitions
@@ -238,7 +245,7 @@ def read_tractogram(
     storage_options: dict | None = None,
     block_size: int | str | None = None,
     prefetch_storage: Sequence[tuple[str, float]] | None = None,
-    chunk_size: int | str = 8 * 2**20,
+    chunk_size: int | str | None = None,
     npartitions: int | None = None,
 ) -> Tractogram:
     """Open a TRK or TCK tractogram (one file, a list, or a glob; ``s3://`` or local) for Dask.
@@ -257,7 +264,8 @@ def read_tractogram(
     block_size, prefetch_storage
         Passed to ``S3PrefetchFileSystem.open`` by every task.
     chunk_size
-        Bytes parsed at a time by the readers: an int or a string such as ``"8 MiB"``.
+        Bytes parsed at a time by the readers: an int or a string such as ``"8 MiB"`` (None: each
+        reader's default, 2 MiB for TRK and 8 MiB for TCK).
     npartitions
         Tasks to split the work into, at least 1 (default: one per shard; for one TCK file, one
         per ~256 MiB). Fewer partitions result when there are fewer shards.
@@ -282,7 +290,7 @@ def read_tractogram(
     path_list = check_paths(paths, "paths", caller="read_tractogram", pathlike=True)
     _check_arguments(path_list, storage_options, block_size, prefetch_storage, npartitions)
     header_bytes = None if header_bytes is None else checks.check_int(header_bytes, "header_bytes", minimum=0)
-    chunk_bytes = checks.check_bytes(chunk_size, "chunk_size")
+    chunk_bytes = None if chunk_size is None else checks.check_bytes(chunk_size, "chunk_size")
     fs, _ = url_to_fs(path_list[0], **(storage_options or {}))
     if "s3" in fs.protocol:
         fs = S3PrefetchFileSystem(**(storage_options or {}))

@@ -281,7 +281,6 @@ TRACTOGRAM = [  # paths default to the local t.trk, t.pt000, t.pt001
     ("chunk-zero", dict(chunk_size=0), VE, r"chunk_size must be > 0 bytes, got 0"),
     ("chunk-negative", dict(chunk_size=-4096), VE, r"chunk_size must be > 0 bytes, got -4096"),
     ("chunk-float", dict(chunk_size=4096.0), TE, r"chunk_size must be an int of bytes .* got 4096.0 \(float\)"),
-    ("chunk-none", dict(chunk_size=None), TE, r"chunk_size must be an int of bytes .* got None"),
     ("npartitions-zero", dict(npartitions=0), VE, r"npartitions must be >= 1, got 0"),
     ("npartitions-negative", dict(npartitions=-2), VE, r"npartitions must be >= 1, got -2"),
     ("npartitions-float", dict(npartitions=2.0), TE, r"npartitions must be an int, got 2.0 \(float\)"),

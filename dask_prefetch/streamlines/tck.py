@@ -181,7 +181,7 @@ class TckReader:
         header: TractogramHeader | None = None,
         start: int | None = None,
         stop: int | None = None,
-        chunk_bytes: int = 8 * 2**20,
+        chunk_bytes: int | None = None,
     ) -> None:
         self.fileobj = fileobj
         self.name = name
@@ -191,7 +191,7 @@ class TckReader:
         self.stop = None if stop is None else int(stop)
         if self.start < data:
             raise ValueError(f"start {self.start} is before the data offset {data}")
-        self.chunk_rows = max(1, int(chunk_bytes) // ROW)
+        self.chunk_rows = max(1, int(8 * 2**20 if chunk_bytes is None else chunk_bytes) // ROW)
         self._dtype = np.dtype(self.header.fields.get("_dtype", "<f4"))
         self._first = -(-(self.start - data) // ROW)  # first owned row (rows counted from data_offset)
         self._stop = None if self.stop is None else max(0, -(-(self.stop - data) // ROW))
