@@ -167,7 +167,9 @@ class PrefetchEngine:
                 if slot is not None:
                     end = slot.available(offset, self.layout.part_size)
                     if end > offset:
+                        self.stats.reads += 1
                         if waited_since is not None:
+                            self.stats.reads_waited += 1
                             now = time.monotonic()
                             self.stats.stall_seconds += now - waited_since
                             self._note("stall", index, waited_since, at=now)

@@ -23,8 +23,15 @@ class EngineStats:
     bytes_served: int = 0  # bytes handed to the reader
     start_stall_seconds: float = 0.0  # from asking for a file (opening included) to its first bytes
     files_opened: int = 0
+    reads: int = 0  # times the reader asked for bytes not yet in hand (about once per block)
+    reads_waited: int = 0  # ... and had to wait for them: the rest are prefetch hits
     gets_resumed: int = 0  # GETs that broke or stalled and were resumed
     gets_reissued: int = 0  # straggling GETs raced by a second one
+
+    @property
+    def hit_ratio(self) -> float | None:
+        """Share of the reader's requests for bytes that found them already local (None before any)."""
+        return 1 - self.reads_waited / self.reads if self.reads else None
 
     def add(self, other: EngineStats) -> None:
         """Accumulate ``other`` (peaks take the maximum, the rest add up)."""

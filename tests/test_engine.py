@@ -169,3 +169,12 @@ def test_a_head_limit_larger_than_the_file_takes_all_of_its_blocks(fs, raw_fs, t
     with f:
         assert f.engine.held_blocks() == [0, 1]  # the whole file, though its bytes fit in fewer pages
         assert f.read() == logical_bytes(raw_fs, paths, 1000)
+
+
+def test_prefetch_hits_are_reads_that_found_their_block_local(fs, raw_fs, tiers):
+    (path,) = put_shards(raw_fs, [MiB])
+    with fs.open(path, block_size=64 * 1024, part_size=64 * 1024, prefetch_storage=tiers(2)) as f:
+        wait_until(lambda: f.engine.held_blocks() == list(range(16)) and f.engine.in_flight == 0)
+        assert f.read() == raw_fs.cat(path)
+        stats = f.engine.stats
+    assert (stats.reads, stats.reads_waited, stats.hit_ratio) == (16, 0, 1.0)

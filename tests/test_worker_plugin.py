@@ -69,6 +69,8 @@ def test_one_budget_per_worker_shared_by_its_tasks(cluster, storage_options, raw
         assert m["prefetch_tier0_bytes"] == 0
     assert sum(m["prefetch_bytes_fetched"] for m in metrics().values()) >= 12 * MiB
     assert sum(m["prefetch_bytes_served"] for m in metrics().values()) == 12 * MiB
+    assert all(0 <= m["prefetch_reads_waited"] <= m["prefetch_reads"] for m in metrics().values())
+    assert sum(m["prefetch_reads"] for m in metrics().values()) >= 12 * MiB // (64 * 1024)  # once per block at least
 
     cluster.unregister_worker_plugin(PrefetchWorkerPlugin.name)
     wait_until(lambda: worker_dirs(tier) == [])

@@ -107,6 +107,12 @@ def report(result: JobResult, out: Any = None) -> None:
     if p.files_opened:
         w(
             f"prefetch: {p.files_opened} streams, {p.requests} GETs, {p.bytes_fetched / 2**20:.1f} MiB fetched, "
-            f"{p.bytes_served / 2**20:.1f} MiB served from local tiers; waited {p.stall_seconds:.2f} s in all, "
+            f"{p.bytes_served / 2**20:.1f} MiB served from local tiers, "
+            + (
+                f"{100 * p.hit_ratio:.0f}% of {p.reads} reads of a block found it already local (hits); "
+                if p.reads
+                else ""
+            )
+            + f"waited {p.stall_seconds:.2f} s in all, "
             f"{1000 * p.start_stall_seconds / p.files_opened:.0f} ms per stream before its first bytes\n"
         )

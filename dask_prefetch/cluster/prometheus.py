@@ -4,7 +4,8 @@ distributed serves ``prometheus_client``'s default registry on each worker's HTT
 collector per process reports every :class:`PrefetchWorkerPlugin` living in it, labelled by
 worker address: counters ``dask_prefetch_fetched_bytes_total``, ``..._served_bytes_total``,
 ``..._requests_total``, ``..._stall_seconds_total``, ``..._start_stall_seconds_total``,
-``..._files_opened_total``, ``..._files_opened_ahead_total``; gauges
+``..._files_opened_total``, ``..._files_opened_ahead_total``, ``..._reads_total``,
+``..._reads_waited_total``, ``..._gets_resumed_total``, ``..._gets_reissued_total``; gauges
 ``dask_prefetch_in_flight_requests``, ``dask_prefetch_open_files`` and ``dask_prefetch_tier_bytes``
 (label ``tier``, the tier's index).
 """
@@ -57,6 +58,10 @@ class _Collector:
             "stall_seconds": counter("stall_seconds", "Seconds tasks waited for data"),
             "start_stall_seconds": counter("start_stall_seconds", "Seconds tasks waited for a file's first bytes"),
             "files_opened": counter("files_opened", "Prefetching files opened"),
+            "reads": counter("reads", "Times tasks asked for bytes of a block not yet in hand"),
+            "reads_waited": counter("reads_waited", "... and had to wait for them (the rest are prefetch hits)"),
+            "gets_resumed": counter("gets_resumed", "Ranged GETs resumed after breaking or stalling"),
+            "gets_reissued": counter("gets_reissued", "Straggling ranged GETs raced by a second one"),
         }
         ahead = counter("files_opened_ahead", "Files opened for the worker's next tasks")
         in_flight = GaugeMetricFamily("dask_prefetch_in_flight_requests", "Ranged GETs in flight", labels=["worker"])

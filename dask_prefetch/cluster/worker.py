@@ -66,7 +66,10 @@ class PrefetchWorkerPlugin(WorkerPlugin):
     ``prefetch_stall_seconds``, ``prefetch_in_flight``, ``prefetch_open_files`` and
     ``prefetch_tier{i}_bytes`` (bytes held per tier), ``prefetch_start_stall_seconds``
     (waiting for files' first bytes), ``prefetch_opened_ahead`` and ``prefetch_claimed_ahead``
-    (files opened for the next tasks, and those the tasks used).
+    (files opened for the next tasks, and those the tasks used), ``prefetch_reads`` and
+    ``prefetch_reads_waited`` (a task asking for a block's bytes, and having to wait: the rest are
+    prefetch hits), ``prefetch_gets_resumed`` and ``prefetch_gets_reissued`` (see
+    :mod:`dask_prefetch.fetch`).
     """
 
     name = PLUGIN_NAME
@@ -186,6 +189,10 @@ class PrefetchWorkerPlugin(WorkerPlugin):
             "prefetch_requests": lambda w: self.stats().requests,
             "prefetch_stall_seconds": lambda w: self.stats().stall_seconds,
             "prefetch_start_stall_seconds": lambda w: self.stats().start_stall_seconds,
+            "prefetch_reads": lambda w: self.stats().reads,
+            "prefetch_reads_waited": lambda w: self.stats().reads_waited,
+            "prefetch_gets_resumed": lambda w: self.stats().gets_resumed,
+            "prefetch_gets_reissued": lambda w: self.stats().gets_reissued,
             "prefetch_opened_ahead": lambda w: self.next_tasks.opened_ahead if self.next_tasks else 0,
             "prefetch_claimed_ahead": lambda w: self.next_tasks.claimed if self.next_tasks else 0,
             "prefetch_in_flight": lambda w: self.in_flight(),
