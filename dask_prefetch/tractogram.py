@@ -343,18 +343,18 @@ def read_tractogram(
             for g in groups
         ]
     elif len(expanded) > 1:
-        header = _header(fmt, probe, expanded[0])
+        header = _header(fmt, probe, expanded[0], sizes[0])
         header = replace(header, nb_streamlines=None)  # the first file's count is not the whole's
         size_of = dict(zip(expanded, sizes))
         groups = _groups(expanded, sizes, npartitions)
         parts = [Partition("files", tuple(g), nbytes=sum(size_of[p] for p in g)) for g in groups]
     elif fmt == "tck":
-        header = _header(fmt, probe, expanded[0])
+        header = _header(fmt, probe, expanded[0], sizes[0])
         n = npartitions or max(1, sizes[0] // (256 * 2**20))
         ranges = tck_byte_ranges(header, sizes[0], n)
         parts = [Partition("tck-range", (expanded[0],), start=a, stop=b, nbytes=b - a) for a, b in ranges]
     else:
-        header = _header(fmt, probe, expanded[0])
+        header = _header(fmt, probe, expanded[0], sizes[0])
         parts = [Partition("files", (expanded[0],), nbytes=sizes[0])]
     if opener.fs is not None:  # tasks open the very versions seen now, without a HEAD each
         pin_of = {path: (path, int(i["size"]), i.get("ETag"), i.get("VersionId")) for path, i in zip(expanded, infos)}
@@ -400,10 +400,11 @@ def _infos(fs: Any, paths: list[str]) -> list[dict]:
     return infos
 
 
-def _header(fmt: str, probe: bytes, name: str) -> TractogramHeader:
+def _header(fmt: str, probe: bytes, name: str, size: int) -> TractogramHeader:
+    """The header of a ``size``-byte file from its first bytes, ``probe``."""
     if fmt == "trk":
         return parse_trk_header(probe, name)
-    return read_tck_header(io.BytesIO(probe), name)
+    return read_tck_header(io.BytesIO(probe), name, size=size)
 
 
 def _groups(paths: list[str], sizes: list[int], n: int | None) -> list[list[str]]:

@@ -29,8 +29,8 @@ def test_stats_counts_a_sharded_tractogram_on_s3(raw_fs, aws_env, capsys, tmp_pa
     points = sum(len(x) for s in shards for x in s)
     code = main(["stats", f"s3://{BUCKET}/hydi.*", "--endpoint-url", aws_env, "--storage", f"{tmp_path}:64",
                  "--workers", "1", "--no-progress"])  # fmt: skip
-    out = capsys.readouterr().out
-    assert code == 0
+    out, err = capsys.readouterr()
+    assert code == 0, err
     assert f"{n:,} streamlines, {points:,} points" in out
     assert "prefetch: 3 streams" in out and "bounding box (mm)" in out
 

@@ -204,3 +204,19 @@ def test_tasks_read_the_versions_seen_when_the_graph_was_built(raw_fs, storage_o
     raw_fs.pipe(f"{BUCKET}/{name}", objects[name][:-12])  # a shard replaced after the graph was built
     with pytest.raises(FileExpired, match=name):
         tg.lengths.compute(scheduler="sync")  # never the new bytes under the old graph's keys
+
+
+@pytest.mark.parametrize("npartitions", [1, 3])
+def test_a_tck_whose_data_starts_past_the_first_mib(tmp_path, npartitions):
+    import re
+
+    streamlines = random_walks(40, seed=3)
+    data = encode("tck", streamlines)
+    header_end = data.index(b"END\n") + 4
+    old = int(re.search(rb"file: \. (\d+)", data[:header_end]).group(1))
+    header = data[:header_end].replace(b"file: . %d" % old, b"file: . %d" % 2_000_000)
+    path = tmp_path / "far.tck"
+    path.write_bytes(header + b"\0" * (2_000_000 - len(header)) + data[old:])
+    tg = read_tractogram(str(path), npartitions=npartitions)
+    check(tg, decode(path.read_bytes()))
+    assert len(tg.lengths.compute()) == len(streamlines)

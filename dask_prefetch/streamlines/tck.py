@@ -29,7 +29,7 @@ _ROW_ITEM = np.dtype((np.void, ROW))
 _TAIL_BYTES = 64 * 2**10  # first read past ``stop`` when finishing the last streamline; doubles
 
 
-def read_tck_header(fileobj: BinaryIO, name: str = "<file>") -> TractogramHeader:
+def read_tck_header(fileobj: BinaryIO, name: str = "<file>", size: int | None = None) -> TractogramHeader:
     """Parse the text header of a TCK file.
 
     Parameters
@@ -39,6 +39,8 @@ def read_tck_header(fileobj: BinaryIO, name: str = "<file>") -> TractogramHeader
         data byte (``data_offset``).
     name
         Used in error messages.
+    size
+        The file's size, when ``fileobj`` holds only its first bytes (None: ``fileobj``'s size).
 
     Returns
     -------
@@ -120,7 +122,8 @@ def read_tck_header(fileobj: BinaryIO, name: str = "<file>") -> TractogramHeader
     if data_offset < header_end:
         problem = f"data offset {data_offset} is inside the header (ends at {header_end})"
         raise CorruptTractogramError(name, file_at, problem)
-    size = fileobj.seek(0, os.SEEK_END)
+    end = fileobj.seek(0, os.SEEK_END)
+    size = end if size is None else size
     if data_offset > size:
         raise CorruptTractogramError(name, file_at, f"data offset {data_offset} is beyond the end of the file ({size})")
     fileobj.seek(data_offset)
