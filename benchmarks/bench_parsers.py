@@ -46,7 +46,12 @@ from bench_prefetch import write_json  # noqa: E402
 MB = 10**6
 #: A 2 mm, LAS-ordered MNI-like grid: nibabel stores voxmm, and both readers must map it back to RAS+ mm.
 AFFINE = np.array([[-2.0, 0, 0, 90], [0, 2, 0, -126], [0, 0, 2, -72], [0, 0, 0, 1]])
-TRK_HEADER = {"dimensions": (91, 109, 91), "voxel_sizes": (2.0, 2.0, 2.0), "voxel_to_rasmm": AFFINE, "voxel_order": "LAS"}
+TRK_HEADER = {
+    "dimensions": (91, 109, 91),
+    "voxel_sizes": (2.0, 2.0, 2.0),
+    "voxel_to_rasmm": AFFINE,
+    "voxel_order": "LAS",
+}
 TARGETS = {"trk": 10.0, "tck": 5.0}
 BLAS_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_CORETYPE", "OPENBLAS_VERBOSE")
 
@@ -82,7 +87,9 @@ def random_walks(seed: int, target_bytes: float, point_bytes: int = 12, lo: int 
     return seq
 
 
-def trk_bytes(streamlines: ArraySequence, data_per_point: dict | None = None, data_per_streamline: dict | None = None) -> bytes:
+def trk_bytes(
+    streamlines: ArraySequence, data_per_point: dict | None = None, data_per_streamline: dict | None = None
+) -> bytes:
     buf = io.BytesIO()
     tractogram = Tractogram(
         streamlines, data_per_streamline=data_per_streamline, data_per_point=data_per_point, affine_to_rasmm=np.eye(4)
@@ -141,11 +148,13 @@ def ours(fmt: str, chunk_bytes: int | None) -> Callable[[bytes], int]:
 
 
 def ours_concat(fmt: str, chunk_bytes: int | None) -> Callable[[bytes], int]:
-    """Ours, then one chunk for the whole file: the same in-memory result as nibabel's."""
-    reader_cls = TckReader if fmt == "tck" else TrkReader
+    """Ours, one chunk for the whole file (the same in-memory result as nibabel's), as read_tractogram's
+    tasks make it: TRK parsed straight into one array (``read_all``), TCK chunks joined."""
 
     def run(data: bytes) -> int:
-        return len(StreamlineChunk.concat(list(reader_cls(io.BytesIO(data), fmt, chunk_bytes=chunk_bytes))))
+        if fmt == "tck":
+            return len(StreamlineChunk.concat(list(TckReader(io.BytesIO(data), fmt, chunk_bytes=chunk_bytes))))
+        return len(TrkReader(io.BytesIO(data), fmt, chunk_bytes=chunk_bytes).read_all())
 
     return run
 
@@ -215,16 +224,22 @@ def main(argv: list[str] | None = None) -> dict:
     chunk_bytes = None if args.chunk_mib is None else int(args.chunk_mib * 2**20)
     info = machine()
     load_start = os.getloadavg()
-    print(f"{info['cpus']} CPUs ({info['processor']}), Python {info['python']}, numpy {info['numpy']}, "
-          f"nibabel {info['nibabel']}; BLAS env: {info['blas_env'] or 'none set'} (left as found)")
+    print(
+        f"{info['cpus']} CPUs ({info['processor']}), Python {info['python']}, numpy {info['numpy']}, "
+        f"nibabel {info['nibabel']}; BLAS env: {info['blas_env'] or 'none set'} (left as found)"
+    )
     started = time.perf_counter()
     data = datasets(args)
-    print("data (written by nibabel, in memory): "
-          + ", ".join(f"{k} {len(v) / MB:.0f} MB" for k, v in data.items())
-          + f" in {time.perf_counter() - started:.1f} s")
+    print(
+        "data (written by nibabel, in memory): "
+        + ", ".join(f"{k} {len(v) / MB:.0f} MB" for k, v in data.items())
+        + f" in {time.perf_counter() - started:.1f} s"
+    )
     counts = {fmt: check_equal(fmt, raw, chunk_bytes) for fmt, raw in data.items()}
-    print("checked: our points, lengths, scalars and properties equal nibabel's exactly "
-          + ", ".join(f"({fmt}: {n} streamlines)" for fmt, n in counts.items()))
+    print(
+        "checked: our points, lengths, scalars and properties equal nibabel's exactly "
+        + ", ".join(f"({fmt}: {n} streamlines)" for fmt, n in counts.items())
+    )
 
     methods = {
         fmt: {"ours": ours(fmt, chunk_bytes), "ours + concat": ours_concat(fmt, chunk_bytes), "nibabel": nibabel(fmt)}
@@ -242,8 +257,10 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"run {run + 1}/{args.repeat} done", flush=True)
 
     info["load_average"] = {"start": load_start, "end": os.getloadavg()}
-    print(f"load average (1, 5, 15 min) at start {fmt_load(load_start)}, at end {fmt_load(os.getloadavg())}"
-          " (> 0.5 before we start: something else shares the 2 cores and the times are noisy)")
+    print(
+        f"load average (1, 5, 15 min) at start {fmt_load(load_start)}, at end {fmt_load(os.getloadavg())}"
+        " (> 0.5 before we start: something else shares the 2 cores and the times are noisy)"
+    )
     report = summarise(args, info, data, counts, times)
     if args.profile:
         text = profile_trk(data["trk"], chunk_bytes)
@@ -257,15 +274,21 @@ def main(argv: list[str] | None = None) -> dict:
 def summarise(args, info, data, counts, times) -> dict:
     medians = {fmt: {k: statistics.median(v) for k, v in ts.items()} for fmt, ts in times.items()}
     best = {fmt: {k: min(v) for k, v in ts.items()} for fmt, ts in times.items()}
-    print(f"\n{'format':<12} {'MB':>5} {'parser':<14} {'median s':>9} {'MB/s':>7} {'vs nibabel':>11}"
-          f" {'best s':>8} {'best vs nibabel':>16}")
+    print(
+        f"\n{'format':<12} {'MB':>5} {'parser':<14} {'median s':>9} {'MB/s':>7} {'vs nibabel':>11}"
+        f" {'best s':>8} {'best vs nibabel':>16}"
+    )
     for fmt, ms in medians.items():
         size = len(data[fmt]) / MB
         for name, t in sorted(ms.items(), key=lambda kv: kv[1]):
-            print(f"{fmt:<12} {size:>5.0f} {name:<14} {t:>9.3f} {size / t:>7.0f} {ms['nibabel'] / t:>10.1f}x"
-                  f" {best[fmt][name]:>8.3f} {best[fmt]['nibabel'] / best[fmt][name]:>15.1f}x")
-    checks = {f"{fmt.upper()}: ours >= {TARGETS[fmt]:g}x nibabel's MB/s": medians[fmt]["nibabel"] / medians[fmt]["ours"]
-              for fmt in TARGETS}
+            print(
+                f"{fmt:<12} {size:>5.0f} {name:<14} {t:>9.3f} {size / t:>7.0f} {ms['nibabel'] / t:>10.1f}x"
+                f" {best[fmt][name]:>8.3f} {best[fmt]['nibabel'] / best[fmt][name]:>15.1f}x"
+            )
+    checks = {
+        f"{fmt.upper()}: ours >= {TARGETS[fmt]:g}x nibabel's MB/s": medians[fmt]["nibabel"] / medians[fmt]["ours"]
+        for fmt in TARGETS
+    }
     print("\ntargets")
     for (name, value), limit in zip(checks.items(), TARGETS.values()):
         print(f"  {'PASS' if value >= limit else 'MISS'}  {name}: {value:.1f}x")

@@ -144,7 +144,9 @@ def read_partition(
     if part.kind == "bodies":
         with opener.open(*part.first_stream()) as f:
             try:
-                chunks.extend(TrkReader(f, part.paths[0], ignore_count=not part.whole, chunk_bytes=chunk_bytes))
+                chunks.append(
+                    TrkReader(f, part.paths[0], ignore_count=not part.whole, chunk_bytes=chunk_bytes).read_all()
+                )
             except CorruptTractogramError as e:
                 raise in_shard(e, part.paths, part.sizes, part.header_bytes) from None
     elif part.kind == "files":

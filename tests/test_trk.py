@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from nibabel.streamlines import Tractogram, TrkFile
 
 from dask_prefetch.streamlines import CorruptTractogramError, StreamlineChunk, detect_format, open_reader
+from dask_prefetch.streamlines.chunk import PointsBuilder
 from dask_prefetch.streamlines.trk import TrkReader, read_trk_header
 
 DATA = Path(nib.__file__).parent / "tests" / "data"
@@ -138,3 +139,45 @@ def test_zero_voxel_sizes_are_refused_rather_than_giving_nan_points():
     data[12:24] = np.zeros(3, np.float32).tobytes()
     with pytest.raises(CorruptTractogramError, match="at byte 12: voxel sizes must be > 0"):
         read_all(io.BytesIO(bytes(data)))
+
+
+@pytest.mark.parametrize(
+    "name", ["standard.trk", "standard.LPS.trk", "complex_big_endian.trk", "empty.trk", "complex.trk"]
+)
+@pytest.mark.parametrize("chunk_bytes", [7, 100, None])
+def test_read_all_equals_the_chunks_joined(name, chunk_bytes):
+    data = (DATA / name).read_bytes()
+    joined = StreamlineChunk.concat(list(TrkReader(io.BytesIO(data), name, chunk_bytes=chunk_bytes)))
+    whole = TrkReader(io.BytesIO(data), name, chunk_bytes=chunk_bytes).read_all()
+    np.testing.assert_array_equal(whole.points, joined.points)
+    np.testing.assert_array_equal(whole.lengths, joined.lengths)
+    assert whole.points.dtype == np.float32 and whole.points.flags.c_contiguous
+
+
+def test_read_all_appends_several_files_into_one_array():
+    files = [(DATA / n).read_bytes() for n in ("standard.trk", "standard.LPS.trk", "standard.trk")]
+    builder = PointsBuilder(capacity=1)  # too small: it grows
+    for data in files:
+        TrkReader(io.BytesIO(data)).read_all(into=builder)
+    whole = builder.finish()
+    joined = StreamlineChunk.concat([StreamlineChunk.concat(list(TrkReader(io.BytesIO(d)))) for d in files])
+    np.testing.assert_array_equal(whole.points, joined.points)
+    np.testing.assert_array_equal(whole.lengths, joined.lengths)
+
+
+@pytest.mark.parametrize("rotated", [False, True])
+def test_voxmm_to_rasmm_with_and_without_rotation_equals_nibabel(rotated):
+    angle = 0.3 if rotated else 0.0
+    c, s = np.cos(angle), np.sin(angle)
+    affine = np.array([[2 * c, -2 * s, 0, 90], [2 * s, 2 * c, 0, -126], [0, 0, 2, -72], [0, 0, 0, 1]])
+    rng = np.random.default_rng(5)
+    streamlines = [rng.uniform(-60, 60, (k, 3)).astype(np.float32) for k in rng.integers(2, 50, 300)]
+    header = {"dimensions": (91, 109, 91), "voxel_sizes": (2.0, 2.0, 2.0), "voxel_to_rasmm": affine}
+    buf = io.BytesIO()
+    TrkFile(Tractogram(streamlines, affine_to_rasmm=np.eye(4)), header=header).save(buf)
+    data = buf.getvalue()
+    want = TrkFile.load(io.BytesIO(data)).streamlines.get_data()
+    whole = TrkReader(io.BytesIO(data), chunk_bytes=1000).read_all()
+    joined = StreamlineChunk.concat(list(TrkReader(io.BytesIO(data), chunk_bytes=1000)))
+    np.testing.assert_array_equal(whole.points, want)
+    np.testing.assert_array_equal(joined.points, want)

@@ -116,3 +116,39 @@ class StreamlineChunk:
             return None if parts[0] is None else np.concatenate(parts)
 
         return cls(cat("points"), cat("lengths"), cat("scalars"), cat("properties"))  # type: ignore[arg-type]
+
+
+class PointsBuilder:
+    """Whole streamlines appended into one float32 ``(n, 3)`` array that grows by doubling.
+
+    Parameters
+    ----------
+    capacity
+        Points to make room for at first (an estimate; more is made as needed).
+    """
+
+    def __init__(self, capacity: int = 0) -> None:
+        self._points = np.empty((max(int(capacity), 1024), 3), np.float32)
+        self._n = 0
+        self._lengths: list[np.ndarray] = []
+
+    def extend(self, n_points: int, lengths: np.ndarray) -> np.ndarray:
+        """Room for ``n_points`` more points, of streamlines of ``lengths``: a view to fill."""
+        need = self._n + n_points
+        if need > len(self._points):
+            grown = np.empty((max(need, 2 * len(self._points)), 3), np.float32)
+            grown[: self._n] = self._points[: self._n]
+            self._points = grown
+        self._lengths.append(np.asarray(lengths, np.int64))
+        view = self._points[self._n : need]
+        self._n = need
+        return view
+
+    def append(self, chunk: StreamlineChunk) -> None:
+        """Copy a chunk's points and lengths in (its scalars and properties are not kept)."""
+        self.extend(len(chunk.points), chunk.lengths)[...] = chunk.points
+
+    def finish(self) -> StreamlineChunk:
+        """The streamlines so far, as one chunk (a view of the array, not a copy)."""
+        lengths = np.concatenate(self._lengths) if self._lengths else np.empty(0, np.int64)
+        return StreamlineChunk(self._points[: self._n], lengths)

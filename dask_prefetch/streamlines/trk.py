@@ -8,6 +8,7 @@ boundary: one cheap Python step per streamline over a block held as one buffer; 
 
 from __future__ import annotations
 
+import io
 from typing import BinaryIO, Iterator
 
 import numpy as np
@@ -20,7 +21,7 @@ from nibabel.streamlines.trk import (
 )
 from threadpoolctl import ThreadpoolController
 
-from .chunk import StreamlineChunk, TractogramHeader
+from .chunk import PointsBuilder, StreamlineChunk, TractogramHeader
 from .errors import CorruptTractogramError
 from .reading import read_full, readinto_full
 
@@ -176,10 +177,43 @@ class TrkReader:
         self.chunk_bytes = max(int(CHUNK_BYTES if chunk_bytes is None else chunk_bytes), 64)
 
     def __iter__(self) -> Iterator[StreamlineChunk]:
-        fields = self.header.fields
-        order = fields["_endianness"]
-        n_scalars, n_properties = len(self.header.scalar_names), len(self.header.property_names)
-        stride = 3 + n_scalars
+        n_scalars, n_props = len(self.header.scalar_names), len(self.header.property_names)
+        for buf, starts, counts in self._batches():
+            yield self._chunk(buf, starts, counts, n_scalars, n_props)
+
+    def read_all(self, into: PointsBuilder | None = None) -> StreamlineChunk:
+        """Every streamline left, in one chunk.
+
+        Points go straight into one growing array instead of chunks joined at the end, which
+        would copy them all once more. With ``into``, they are appended to it (several files into
+        one array) and its :meth:`PointsBuilder.finish` gives the result.
+        """
+        n_scalars, n_props = len(self.header.scalar_names), len(self.header.property_names)
+        if n_scalars or n_props:  # rows to split: the chunk path
+            chunk = StreamlineChunk.concat(list(self))
+            if into is not None:
+                into.append(chunk)
+            return chunk
+        builder = into if into is not None else PointsBuilder(_remaining_bytes(self.fileobj, self.stop) // 12)
+        for buf, starts, counts in self._batches():
+            end = int(starts[-1] + 1 + counts[-1] * 3)
+            keep = np.ones(end, dtype=bool)
+            keep[starts] = False
+            out = builder.extend(int(counts.sum()), counts)
+            np.compress(keep, np.frombuffer(buf, dtype=self._order + "f4", count=end), out=out.reshape(-1))
+            moved = _to_rasmm(self.header.fields["_voxmm_to_rasmm"], out) if len(out) else out
+            if moved is not out:  # a rotation: the product made a new array
+                out[...] = moved
+        return builder.finish() if into is None else StreamlineChunk.empty()
+
+    @property
+    def _order(self) -> str:
+        return self.header.fields["_endianness"]
+
+    def _batches(self) -> Iterator[tuple[bytes, np.ndarray, np.ndarray]]:
+        """``(buffer, record start words, point counts)`` for each run of whole records read."""
+        stride = 3 + len(self.header.scalar_names)
+        n_properties = len(self.header.property_names)
         left = self.limit if self.limit is not None else -1  # streamlines still to read (-1: no limit)
         position = self.header.data_offset  # byte offset of ``carry`` in the file, for messages
         remaining = self.stop
@@ -195,10 +229,10 @@ class TrkReader:
             eof = got < want or remaining == 0
             if got < want:
                 buf = memoryview(buf)[: len(carry) + got]
-            ints = np.frombuffer(buf, dtype=order + "i4", count=len(buf) // 4)
+            ints = np.frombuffer(buf, dtype=self._order + "i4", count=len(buf) // 4)
             starts, counts, end_word = _find_records(ints, stride, n_properties, left, self.name, position)
             if len(starts):
-                yield self._chunk(buf, order, starts, counts, stride, n_scalars, n_properties)
+                yield buf, starts, counts
                 if left > 0:
                     left -= len(starts)
             consumed = end_word * 4
@@ -214,12 +248,13 @@ class TrkReader:
                 return
 
     def _chunk(
-        self, buf: bytes, order: str, starts: list[int], counts: list[int], stride: int, n_scalars: int, n_props: int
+        self, buf: bytes, starts: np.ndarray, counts: np.ndarray, n_scalars: int, n_props: int
     ) -> StreamlineChunk:
+        stride = 3 + n_scalars
         starts_a = np.asarray(starts, dtype=np.int64)
         lengths = np.asarray(counts, dtype=np.int64)
         end = int(starts_a[-1] + 1 + lengths[-1] * stride + n_props)
-        floats = np.frombuffer(buf, dtype=order + "f4", count=end)
+        floats = np.frombuffer(buf, dtype=self._order + "f4", count=end)
         keep = np.ones(end, dtype=bool)  # every word but the counts (and properties) is a point row word
         keep[starts_a] = False
         props = None
@@ -233,6 +268,19 @@ class TrkReader:
         if len(points):
             points = _to_rasmm(self.header.fields["_voxmm_to_rasmm"], points)
         return StreamlineChunk(points, lengths, scalars, props)
+
+
+def _remaining_bytes(fileobj: BinaryIO, stop: int | None) -> int:
+    """Bytes left to read in ``fileobj`` (at most ``stop``) if it can seek; else a guess of 64 MiB."""
+    if stop is not None:
+        return stop
+    try:
+        here = fileobj.tell()
+        end = fileobj.seek(0, io.SEEK_END)
+        fileobj.seek(here)
+        return max(0, end - here)
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is both
+        return 64 * 2**20
 
 
 _blas = ThreadpoolController()
