@@ -180,7 +180,8 @@ class PrefetchEngine:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     block = self.layout.blocks[index]
-                    last = f"; last GET error: {self._last_error}" if self._last_error is not None else ""
+                    retried = getattr(self.fs, "last_retried_error", None)  # inside botocore/s3fs
+                    last = f"; last GET error: {self._last_error or retried}" if self._last_error or retried else ""
                     raise TimeoutError(
                         f"{block.shard.path}: no data for logical bytes {block.start + offset}.. within "
                         f"{self.read_timeout:g} s ({self._inflight} requests in flight{last}); "

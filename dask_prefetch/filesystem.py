@@ -57,6 +57,28 @@ class S3PrefetchFileSystem(s3fs.S3FileSystem):
         config_kwargs.setdefault("read_timeout", stall_seconds)
         config_kwargs.setdefault("connect_timeout", stall_seconds)
         super().__init__(*args, config_kwargs=config_kwargs, **kwargs)
+        self.last_retried_error: str | None = None  # see _note_retry
+
+    async def set_session(self, refresh: bool = False, kwargs: dict = {}) -> Any:  # noqa: B006 (s3fs's signature)
+        s3 = await super().set_session(refresh, kwargs)
+        if not getattr(s3, "_dask_prefetch_watched", False):
+            s3.meta.events.register("needs-retry.s3", self._note_retry)
+            s3._dask_prefetch_watched = True
+        return s3
+
+    def _note_retry(self, response: Any = None, caught_exception: Any = None, **kwargs: Any) -> None:
+        """Remember the last error botocore saw on a request (it retries them out of our sight).
+
+        A read that times out names it: under persistent ``503 SlowDown``, the GETs are still being
+        retried inside botocore and s3fs when the read's deadline passes.
+        """
+        if caught_exception is not None:
+            self.last_retried_error = f"{type(caught_exception).__name__}: {caught_exception}"
+        elif response is not None:
+            error = response[1].get("Error") if isinstance(response[1], dict) else None
+            if error and error.get("Code"):
+                status = getattr(response[0], "status_code", "?")
+                self.last_retried_error = f"{error['Code']} (HTTP {status}): {error.get('Message', '')}".rstrip(": ")
 
     def open(  # type: ignore[override]
         self,
