@@ -22,6 +22,7 @@ import threading
 import time
 from functools import partial
 
+from distributed.metrics import context_meter
 from s3fs import S3FileSystem
 from s3fs.utils import FileExpired
 
@@ -173,6 +174,8 @@ class PrefetchEngine:
                             now = time.monotonic()
                             self.stats.stall_seconds += now - waited_since
                             self._note("stall", index, waited_since, at=now)
+                            # In a Dask task: the wait shows in the dashboard's Fine Performance Metrics.
+                            context_meter.digest_metric("prefetch-wait", now - waited_since, "seconds")
                         if self._asked_at is not None:  # the reader's first bytes
                             self.stats.start_stall_seconds += time.monotonic() - self._asked_at
                             self._asked_at = None

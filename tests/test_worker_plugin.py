@@ -128,3 +128,18 @@ def test_prometheus_metrics_on_the_workers_http_endpoint(cluster, storage_option
     assert sum(v for (_, name), v in samples.items() if name == "dask_prefetch_served_bytes_total") == 4 * MiB
     assert sum(v for (_, name), v in samples.items() if name == "dask_prefetch_files_opened_total") == 4
     assert sum(v for (_, name), v in samples.items() if name == "dask_prefetch_fetched_bytes_total") >= 4 * MiB
+
+
+def test_waits_for_data_show_in_fine_performance_metrics(cluster, s3_server, storage_options, raw_fs, tiers):
+    from dask_prefetch.testing import WanProxy
+
+    (path,) = put_shards(raw_fs, [MiB])
+    with WanProxy(s3_server.endpoint_url, latency=0.2, bandwidth=4 * MiB) as proxy:  # the task must wait
+        fs = S3PrefetchFileSystem(**{**storage_options, "endpoint_url": proxy.endpoint_url})
+        assert cluster.submit(read_whole, fs, path, pure=False).result() == MiB
+
+    def waited() -> float:
+        metrics = cluster.run_on_scheduler(lambda dask_scheduler: dict(dask_scheduler.cumulative_worker_metrics))
+        return sum(v for k, v in metrics.items() if isinstance(k, tuple) and "prefetch-wait" in k)
+
+    wait_until(lambda: waited() > 0.2)  # reported with the workers' heartbeats
