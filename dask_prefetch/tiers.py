@@ -18,6 +18,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Sequence
 
+from .checks import check_storage
+
 MiB = 2**20
 PAGE = 4096  # tmpfs and ext4 allocate whole pages: budget what the disk will really use
 SCRATCH_PREFIX = "dask-prefetch-"
@@ -61,29 +63,21 @@ class TierSet:
 
     Raises
     ------
-    ValueError
-        If the list is empty or a budget is not positive.
+    TypeError, ValueError
+        If ``storage`` is malformed (see :func:`dask_prefetch.checks.check_storage`).
     OSError
         If a directory does not exist or is not writable.
     """
 
     def __init__(self, storage: Sequence[tuple[str, float]]) -> None:
-        if not storage:
-            raise ValueError("prefetch_storage must name at least one (directory, MiB) tier")
         tiers = []
-        for entry in storage:
-            try:
-                directory, mib = entry
-            except (TypeError, ValueError):
-                raise ValueError(f"prefetch_storage entries are (directory, MiB) pairs, got {entry!r}") from None
-            directory = os.path.abspath(os.fspath(directory))
-            if not mib or float(mib) <= 0:
-                raise ValueError(f"prefetch_storage budget for {directory!r} must be > 0 MiB, got {mib!r}")
+        for directory, mib in check_storage(storage):
+            directory = os.path.abspath(directory)
             if not os.path.isdir(directory):
                 raise FileNotFoundError(f"prefetch_storage directory {directory!r} does not exist")
             if not os.access(directory, os.W_OK | os.X_OK):
                 raise PermissionError(f"prefetch_storage directory {directory!r} is not writable")
-            tiers.append(StorageTier(directory, int(float(mib) * MiB)))
+            tiers.append(StorageTier(directory, int(mib * MiB)))
         self.tiers: tuple[StorageTier, ...] = tuple(tiers)
         self._lock = threading.Lock()
         self._listeners: list[Callable[[], None]] = []

@@ -65,8 +65,10 @@ def test_bad_storage_is_refused(tmp_path):
         TierSet([("/nonexistent/dask-prefetch-tier", 10)])
     with pytest.raises(ValueError, match="must be > 0"):
         TierSet([(str(tmp_path), 0)])
-    with pytest.raises(ValueError, match=r"\(directory, MiB\) pairs"):
+    with pytest.raises(TypeError, match=r"\(directory, MiB\) pairs"):
         TierSet([str(tmp_path)])
+    with pytest.raises(ValueError, match="must be > 0 MiB, got nan"):
+        TierSet([(str(tmp_path), float("nan"))])
 
 
 def test_a_file_is_not_a_tier_directory(tmp_path):
