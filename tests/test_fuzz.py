@@ -29,6 +29,7 @@ from hypothesis import HealthCheck, currently_in_test_context, event, given, set
 from hypothesis import strategies as st
 from nibabel.streamlines import TckFile, Tractogram, TrkFile
 from nibabel.streamlines.trk import header_2_dtype
+from test_tck import nibabel_tck
 
 from dask_prefetch.streamlines import (
     CorruptTractogramError,
@@ -125,14 +126,7 @@ def _synthetic_tck(seed: int, n: int, big_endian: bool) -> bytes:
     """A little TCK of random walks, written by nibabel (Float32LE) and optionally turned Float32BE."""
     rng = np.random.default_rng(seed)
     walks = [np.cumsum(rng.normal(size=(k, 3)), axis=0).astype(np.float32) for k in rng.integers(1, 8, n)]
-    buf = io.BytesIO()
-    TckFile(Tractogram(walks, affine_to_rasmm=np.eye(4))).save(buf)
-    raw = buf.getvalue()
-    if not big_endian:
-        return raw
-    offset = read_tck_header(io.BytesIO(raw)).data_offset
-    head = raw[:offset].replace(b"datatype: Float32LE", b"datatype: Float32BE")
-    return head + np.frombuffer(raw[offset:], "<f4").astype(">f4").tobytes()
+    return nibabel_tck(walks, big_endian)
 
 
 def _tck_with_gaps(seed: int) -> bytes:

@@ -24,23 +24,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
-import os
 import random
-import signal
 import socket
 import struct
-import sys
-import threading
 import urllib.request
 from typing import Mapping
 from urllib.parse import parse_qsl, urlsplit
 
 if __package__:
-    from .s3server import _PORT_PREFIX, _ChildServer
+    from .s3server import _ChildServer, _report_port_and_wait, _split_upstream
 else:  # run as a script (the child process): import the stdlib-only sibling
-    from s3server import _PORT_PREFIX, _ChildServer  # type: ignore[no-redef]
+    from s3server import _ChildServer, _report_port_and_wait, _split_upstream  # type: ignore[no-redef]
 
 FAULTS = ("slowdown", "reset", "stall", "hang")
 CONTROL_PATH = "/__faults__"
@@ -123,13 +118,6 @@ def _check_rates(rates: Mapping[str, float]) -> dict[str, float]:
     if any(not 0 <= r <= 1 for r in checked.values()) or sum(checked.values()) > 1:
         raise ValueError(f"fault rates must be in [0, 1] and add up to at most 1, got {checked}")
     return checked
-
-
-def _split_upstream(url: str) -> tuple[str, int]:
-    parts = urlsplit(url)
-    if parts.scheme != "http" or not parts.hostname:
-        raise ValueError(f"upstream must look like http://HOST:PORT, got {url!r}")
-    return parts.hostname, parts.port or 80
 
 
 class _UpstreamClosed(ConnectionError):
@@ -296,24 +284,8 @@ class _Proxy:
         client_w.write(payload)
 
     async def serve(self, port: int = 0) -> None:
-        loop = asyncio.get_running_loop()
-        stop = asyncio.Event()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
         server = await asyncio.start_server(self.handle, "127.0.0.1", port, backlog=256)
-        bound = server.sockets[0].getsockname()[1]
-        sys.stdout.write(f"{_PORT_PREFIX}{bound}\n")
-        sys.stdout.flush()
-        os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # the parent closes our stdout now
-
-        def wait_stdin() -> None:  # until the parent closes stdin or dies
-            while os.read(0, 4096):
-                pass
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(stop.set)
-
-        threading.Thread(target=wait_stdin, daemon=True).start()
-        await stop.wait()
+        await _report_port_and_wait(server.sockets[0].getsockname()[1])
         server.close()
         for task in list(self.tasks):
             task.cancel()

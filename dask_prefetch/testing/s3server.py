@@ -8,18 +8,22 @@ package), which keeps their start-up fast; ``python -m`` works as well.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import importlib.util
 import os
 import selectors
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
 import weakref
 from typing import IO, TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -39,6 +43,35 @@ def _shutdown(proc: subprocess.Popen[bytes], stderr: IO[bytes], timeout: float =
         proc.kill()
         proc.wait(timeout)
     stderr.close()
+
+
+def _split_upstream(url: str) -> tuple[str, int]:
+    """``(host, port)`` of an ``http://HOST:PORT`` URL (the server a proxy forwards to)."""
+    parts = urlsplit(url)
+    if parts.scheme != "http" or not parts.hostname:
+        raise ValueError(f"upstream must look like http://HOST:PORT, got {url!r}")
+    return parts.hostname, parts.port or 80
+
+
+async def _report_port_and_wait(port: int) -> None:
+    """Child side of an asyncio server: print ``PORT <port>`` for the parent, then return on SIGTERM or
+    SIGINT, or when the parent closes our stdin (or dies)."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    sys.stdout.write(f"{_PORT_PREFIX}{port}\n")
+    sys.stdout.flush()
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # the parent closes our stdout now
+
+    def wait_stdin() -> None:  # raw reads: no lock held at interpreter exit
+        while os.read(0, 4096):
+            pass
+        with contextlib.suppress(RuntimeError):  # loop already closed
+            loop.call_soon_threadsafe(stop.set)
+
+    threading.Thread(target=wait_stdin, daemon=True).start()
+    await stop.wait()
 
 
 class _ChildServer:

@@ -14,19 +14,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
-import contextlib
 import math
-import os
-import signal
 import socket
-import sys
-import threading
-from urllib.parse import urlsplit
 
 if __package__:
-    from .s3server import _PORT_PREFIX, _ChildServer
+    from .s3server import _ChildServer, _report_port_and_wait, _split_upstream
 else:  # run as a script (the child process): import the stdlib-only sibling
-    from s3server import _PORT_PREFIX, _ChildServer  # type: ignore[no-redef]
+    from s3server import _ChildServer, _report_port_and_wait, _split_upstream  # type: ignore[no-redef]
 
 CHUNK = 64 * 1024  # pacing granularity: bytes per paced write
 HIGH_WATER = 1024 * 1024  # queued response bytes that pause reading from upstream
@@ -69,13 +63,6 @@ class WanProxy(_ChildServer):
 
     def _probe(self) -> None:
         socket.create_connection(("127.0.0.1", self.port), timeout=2).close()
-
-
-def _split_upstream(url: str) -> tuple[str, int]:
-    parts = urlsplit(url)
-    if parts.scheme != "http" or not parts.hostname:
-        raise ValueError(f"upstream must look like http://HOST:PORT, got {url!r}")
-    return parts.hostname, parts.port or 80
 
 
 class _Upstream(asyncio.Protocol):
@@ -235,23 +222,8 @@ class _Proxy:
 
     async def serve(self, port: int = 0) -> None:
         self.loop = asyncio.get_running_loop()
-        stop = asyncio.Event()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            self.loop.add_signal_handler(sig, stop.set)
         server = await self.loop.create_server(lambda: _Conn(self), "127.0.0.1", port, backlog=256)
-        bound = server.sockets[0].getsockname()[1]
-        sys.stdout.write(f"{_PORT_PREFIX}{bound}\n")
-        sys.stdout.flush()
-        os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # the parent closes our stdout now
-
-        def wait_stdin() -> None:  # until the parent closes stdin or dies (raw reads: no lock at exit)
-            while os.read(0, 4096):
-                pass
-            with contextlib.suppress(RuntimeError):  # loop already closed
-                self.loop.call_soon_threadsafe(stop.set)
-
-        threading.Thread(target=wait_stdin, daemon=True).start()
-        await stop.wait()
+        await _report_port_and_wait(server.sockets[0].getsockname()[1])
         server.close()
         for task in list(self.tasks):
             task.cancel()
