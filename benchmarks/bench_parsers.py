@@ -12,6 +12,7 @@ per-point scalars and per-streamline properties (for information). Each parser r
 ``io.BytesIO`` over the same bytes:
 
 * ours: ``TrkReader`` / ``TckReader`` iterated to the end (every ``StreamlineChunk`` produced);
+* ours, numpy: the same TRK reader with its numba kernels off (``compiled-parsers: false``);
 * nibabel: ``TrkFile.load(f, lazy_load=False)`` / ``TckFile.load(f, lazy_load=False)``.
 
 Once per format, our points (and lengths, scalars, properties) are asserted equal to nibabel's,
@@ -30,13 +31,14 @@ import pstats
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from importlib.metadata import version
 
 import numpy as np
 from nibabel.streamlines import ArraySequence, TckFile, Tractogram, TrkFile
 
 from dask_prefetch.streamlines.chunk import StreamlineChunk
+from dask_prefetch.streamlines.kernels import compiled
 from dask_prefetch.streamlines.tck import TckReader
 from dask_prefetch.streamlines.trk import TrkReader
 
@@ -135,12 +137,14 @@ def datasets(args: argparse.Namespace) -> dict[str, bytes]:
 # -- the parsers ---------------------------------------------------------------------------
 
 
-def ours(fmt: str, chunk_bytes: int | None) -> Callable[[bytes], int]:
-    reader_cls = TckReader if fmt == "tck" else TrkReader
-
+def ours(fmt: str, chunk_bytes: int | None, use_kernels: bool | None = None) -> Callable[[bytes], int]:
     def run(data: bytes) -> int:
         n = 0
-        for chunk in reader_cls(io.BytesIO(data), fmt, chunk_bytes=chunk_bytes):
+        if fmt == "tck":
+            reader: Iterable[StreamlineChunk] = TckReader(io.BytesIO(data), fmt, chunk_bytes=chunk_bytes)
+        else:
+            reader = TrkReader(io.BytesIO(data), fmt, chunk_bytes=chunk_bytes, use_kernels=use_kernels)
+        for chunk in reader:
             n += len(chunk)
         return n
 
@@ -169,10 +173,17 @@ def nibabel(fmt: str) -> Callable[[bytes], int]:
 
 
 def check_equal(fmt: str, data: bytes, chunk_bytes: int | None) -> int:
-    """Our output against nibabel's, bit for bit; returns the streamline count."""
-    reader_cls = TckReader if fmt == "tck" else TrkReader
-    got = StreamlineChunk.concat(list(reader_cls(io.BytesIO(data), fmt, chunk_bytes=chunk_bytes)))
+    """Our output against nibabel's, bit for bit (TRK: both paths); returns the streamline count."""
     ref = (TckFile if fmt == "tck" else TrkFile).load(io.BytesIO(data), lazy_load=False)
+    if fmt == "tck":
+        return check_chunk(fmt, StreamlineChunk.concat(list(TckReader(io.BytesIO(data), fmt))), ref)
+    for use_kernels in (None, False):
+        reader = TrkReader(io.BytesIO(data), fmt, chunk_bytes=chunk_bytes, use_kernels=use_kernels)
+        n = check_chunk(fmt, StreamlineChunk.concat(list(reader)), ref)
+    return n
+
+
+def check_chunk(fmt: str, got: StreamlineChunk, ref) -> int:
     assert got.points.dtype == np.float32, got.points.dtype
     assert np.array_equal(got.lengths, ref.streamlines._lengths), f"{fmt}: lengths differ from nibabel's"
     assert np.array_equal(got.points, ref.streamlines.get_data()), f"{fmt}: points differ from nibabel's"
@@ -199,7 +210,8 @@ def machine() -> dict:
         "python": sys.version.split()[0],
         "numpy": numpy.__version__,
         "blas_env": {k: os.environ[k] for k in BLAS_ENV if k in os.environ},
-        **{pkg: version(pkg) for pkg in ("dask-prefetch", "nibabel")},
+        **{pkg: version(pkg) for pkg in ("dask-prefetch", "nibabel", "numba")},
+        "trk_kernels": "numba" if compiled() is not None else "unavailable: numpy only",
     }
 
 
@@ -226,7 +238,7 @@ def main(argv: list[str] | None = None) -> dict:
     load_start = os.getloadavg()
     print(
         f"{info['cpus']} CPUs ({info['processor']}), Python {info['python']}, numpy {info['numpy']}, "
-        f"nibabel {info['nibabel']}; BLAS env: {info['blas_env'] or 'none set'} (left as found)"
+        f"nibabel {info['nibabel']}, numba {info['numba']} (TRK kernels: {info['trk_kernels']}); BLAS env: {info['blas_env'] or 'none set'} (left as found)"
     )
     started = time.perf_counter()
     data = datasets(args)
@@ -245,6 +257,8 @@ def main(argv: list[str] | None = None) -> dict:
         fmt: {"ours": ours(fmt, chunk_bytes), "ours + concat": ours_concat(fmt, chunk_bytes), "nibabel": nibabel(fmt)}
         for fmt in data
     }
+    for fmt in ("trk", "trk+scalars"):
+        methods[fmt]["ours, numpy"] = ours(fmt, chunk_bytes, use_kernels=False)
     times: dict[str, dict[str, list[float]]] = {fmt: {name: [] for name in m} for fmt, m in methods.items()}
     for run in range(args.repeat):
         for fmt, ms in methods.items():

@@ -3,7 +3,8 @@
 The contract (issue tracker: "corrupt TRK/TCK"): whatever the bytes, a parser either returns
 streamlines or raises :class:`CorruptTractogramError` (a ``ValueError``) whose message names the file
 and a byte offset inside it, in bounded time and memory; a file left intact reads exactly as nibabel
-reads it, and TCK byte-range readers agree with a whole-file reader. Every parse runs under
+reads it, TCK byte-range readers agree with a whole-file reader, and the TRK parser's two paths
+(numba kernels, numpy) agree on every input, streamlines or error. Every parse runs under
 ``tracemalloc`` and a CPU-time alarm. Hypothesis runs derandomized without an example database, so
 CI sees the same examples on every run.
 """
@@ -22,6 +23,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+import dask.config
 import nibabel
 import numpy as np
 import pytest
@@ -37,6 +39,7 @@ from dask_prefetch.streamlines import (
     detect_format,
     open_reader,
 )
+from dask_prefetch.streamlines.kernels import compiled
 from dask_prefetch.streamlines.tck import TckReader, read_tck_header, tck_byte_ranges
 from dask_prefetch.streamlines.trk import MAX_POINTS, TrkReader, read_trk_header
 
@@ -54,6 +57,12 @@ FUZZ = settings(
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
+
+
+@pytest.fixture(autouse=True, scope="module")
+def kernels_loaded():
+    """Compile (or load) the TRK kernels before parsing under tracemalloc: numba's one-off allocations are not ours."""
+    assert compiled() is not None, "numba is a dependency: its kernels must load here"
 
 
 class ShortReads(io.BytesIO):
@@ -284,6 +293,18 @@ def assert_like_nibabel(chunk: StreamlineChunk, seed: Seed) -> None:
                 np.testing.assert_array_equal(got, np.concatenate(expected, axis=1))
 
 
+def assert_paths_agree(result: Outcome, data: bytes, how: str, chunk_bytes: int, short_reads: bool = False) -> None:
+    """The numpy path gives what the compiled kernels (the default) gave: the same streamlines or error."""
+    with dask.config.set({"dask-prefetch.compiled-parsers": False}):
+        other = outcome(lambda: read_whole(data, how, chunk_bytes, short_reads), data, chunk_bytes)
+    if isinstance(result, CorruptTractogramError):
+        assert isinstance(other, CorruptTractogramError), f"numpy parsed what the kernels refused: {result}"
+        assert str(other) == str(result)
+    else:
+        assert isinstance(other, StreamlineChunk), f"numpy refused what the kernels parsed: {other}"
+        assert_same(result, other)
+
+
 # --- the ways to parse --------------------------------------------------------------------------------
 
 
@@ -492,7 +513,9 @@ def test_random_bytes(prefix, body, chunk_bytes, n_ranges):
     else:
         assert fmt == ("trk" if data.startswith(b"TRACK") else "tck")
     for how in ("open", "trk", "tck"):
-        outcome(lambda: read_whole(data, how, chunk_bytes), data, chunk_bytes)
+        result = outcome(lambda: read_whole(data, how, chunk_bytes), data, chunk_bytes)
+        if how == "trk":
+            assert_paths_agree(result, data, how, chunk_bytes)
     if data.startswith(b"mrtrix tracks"):
         check_tck(data, chunk_bytes, n_ranges, short_reads=False)
 
@@ -502,6 +525,7 @@ def test_random_bytes(prefix, body, chunk_bytes, n_ranges):
 def test_mutated_trk(seed, data, chunk_bytes, short_reads):
     mutated = mutate(seed.data, data.draw(byte_edits(seed), label="edits"))
     result = outcome(lambda: read_whole(mutated, "open", chunk_bytes, short_reads), mutated, chunk_bytes)
+    assert_paths_agree(result, mutated, "open", chunk_bytes, short_reads)
     if mutated == seed.data:
         assert isinstance(result, StreamlineChunk)
         assert_like_nibabel(result, seed)
@@ -515,7 +539,8 @@ def test_mutated_trk(seed, data, chunk_bytes, short_reads):
 )
 def test_trk_header_fields(seed, edits, chunk_bytes):
     mutated = mutate(seed.data, edits)
-    outcome(lambda: read_whole(mutated, "open", chunk_bytes), mutated, chunk_bytes)
+    result = outcome(lambda: read_whole(mutated, "open", chunk_bytes), mutated, chunk_bytes)
+    assert_paths_agree(result, mutated, "open", chunk_bytes)
 
 
 @settings(FUZZ, max_examples=400)
@@ -642,3 +667,16 @@ def test_regression_tck_count_in_non_ascii_digits():
     chunk = outcome(lambda: read_whole(data, "tck", 1000), data, 1000)
     assert isinstance(chunk, StreamlineChunk)
     assert_like_nibabel(chunk, seed)
+
+
+@pytest.mark.parametrize("seed", seeds_of("trk"), ids=lambda s: s.label)
+def test_trk_paths_give_identical_bytes(seed):
+    """Bit for bit (signed zeros included): the kernels' multiply-then-add is the numpy path's."""
+    fast = read_whole(seed.data, "trk", 100)
+    with dask.config.set({"dask-prefetch.compiled-parsers": False}):
+        slow = read_whole(seed.data, "trk", 100)
+    for field in ("points", "lengths", "scalars", "properties"):
+        a, b = getattr(fast, field), getattr(slow, field)
+        assert (a is None) == (b is None)
+        if a is not None:
+            assert a.dtype == b.dtype and a.tobytes() == b.tobytes(), field

@@ -2,8 +2,9 @@
 
 A record is ``int32 n_points``, ``n_points x (3 + n_scalars)`` float32, ``n_properties`` float32.
 There is no sync marker, so records are found by hopping the count words from a known record
-boundary: one cheap Python step per streamline over a block held as one buffer; everything else
-(gathering points, scalars and properties, byte order, the affine to RAS+ mm) is numpy.
+boundary. The reader reads a chunk at a time into one reused buffer, carrying a partial record
+over to the next chunk; finding and gathering the records of a chunk (points in RAS+ mm, scalars,
+properties) is :mod:`.trk_records`' job, compiled with numba or vectorised with numpy.
 """
 
 from __future__ import annotations
@@ -19,16 +20,16 @@ from nibabel.streamlines.trk import (
     get_affine_trackvis_to_rasmm,
     header_2_dtype,
 )
-from threadpoolctl import ThreadpoolController
 
 from .chunk import PointsBuilder, StreamlineChunk, TractogramHeader
 from .errors import CorruptTractogramError
 from .reading import read_full, readinto_full
+from .trk_records import MAX_POINTS, RecordGatherer
+
+__all__ = ["CHUNK_BYTES", "HEADER_SIZE", "MAX_POINTS", "TrkReader", "parse_trk_header", "read_trk_header"]
 
 HEADER_SIZE = 1000
 MAGIC = b"TRACK"
-#: Largest point count accepted for one streamline: a corrupt count must not make us buffer GBs.
-MAX_POINTS = 10_000_000
 
 
 def read_trk_header(fileobj: BinaryIO, name: str = "<file>") -> TractogramHeader:
@@ -157,6 +158,9 @@ class TrkReader:
         Stop at this many bytes from the first record (None: end of file).
     chunk_bytes
         Bytes read and parsed at a time (None: :data:`CHUNK_BYTES`).
+    use_kernels
+        None: numba-compiled kernels when available (``dask-prefetch.compiled-parsers``);
+        False: numpy only. Both give identical results.
     """
 
     def __init__(
@@ -168,6 +172,7 @@ class TrkReader:
         ignore_count: bool = False,
         stop: int | None = None,
         chunk_bytes: int | None = None,
+        use_kernels: bool | None = None,
     ) -> None:
         self.fileobj = fileobj
         self.name = name
@@ -175,11 +180,15 @@ class TrkReader:
         self.limit = None if ignore_count else self.header.nb_streamlines
         self.stop = stop
         self.chunk_bytes = max(int(CHUNK_BYTES if chunk_bytes is None else chunk_bytes), 64)
+        fields = self.header.fields
+        self._records = RecordGatherer(
+            len(self.header.scalar_names), len(self.header.property_names), fields["_voxmm_to_rasmm"], name, use_kernels
+        )
+        self._order = fields["_endianness"]
 
     def __iter__(self) -> Iterator[StreamlineChunk]:
-        n_scalars, n_props = len(self.header.scalar_names), len(self.header.property_names)
-        for buf, starts, counts in self._batches():
-            yield self._chunk(buf, starts, counts, n_scalars, n_props)
+        for words, starts, counts in self._batches():
+            yield self._records.gather(words, starts, counts)
 
     def read_all(self, into: PointsBuilder | None = None) -> StreamlineChunk:
         """Every streamline left, in one chunk.
@@ -188,86 +197,58 @@ class TrkReader:
         would copy them all once more. With ``into``, they are appended to it (several files into
         one array) and its :meth:`PointsBuilder.finish` gives the result.
         """
-        n_scalars, n_props = len(self.header.scalar_names), len(self.header.property_names)
-        if n_scalars or n_props:  # rows to split: the chunk path
+        if self._records.n_scalars or self._records.n_props:  # kept in chunks, then joined
             chunk = StreamlineChunk.concat(list(self))
             if into is not None:
                 into.append(chunk)
             return chunk
         builder = into if into is not None else PointsBuilder(_remaining_bytes(self.fileobj, self.stop) // 12)
-        for buf, starts, counts in self._batches():
-            end = int(starts[-1] + 1 + counts[-1] * 3)
-            keep = np.ones(end, dtype=bool)
-            keep[starts] = False
-            out = builder.extend(int(counts.sum()), counts)
-            np.compress(keep, np.frombuffer(buf, dtype=self._order + "f4", count=end), out=out.reshape(-1))
-            moved = _to_rasmm(self.header.fields["_voxmm_to_rasmm"], out) if len(out) else out
-            if moved is not out:  # a rotation: the product made a new array
-                out[...] = moved
+        for words, starts, counts in self._batches():
+            self._records.gather(words, starts, counts, builder.extend(int(counts.sum()), counts))
         return builder.finish() if into is None else StreamlineChunk.empty()
 
-    @property
-    def _order(self) -> str:
-        return self.header.fields["_endianness"]
+    def _batches(self) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """``(native int32 words, record start words, point counts)`` for each run of whole records read.
 
-    def _batches(self) -> Iterator[tuple[bytes, np.ndarray, np.ndarray]]:
-        """``(buffer, record start words, point counts)`` for each run of whole records read."""
-        stride = 3 + len(self.header.scalar_names)
-        n_properties = len(self.header.property_names)
+        The words are a view of one buffer reused from batch to batch: use them before the next.
+        """
         left = self.limit if self.limit is not None else -1  # streamlines still to read (-1: no limit)
-        position = self.header.data_offset  # byte offset of ``carry`` in the file, for messages
+        position = self.header.data_offset  # byte offset of the buffer's first byte in the file, for messages
         remaining = self.stop
-        carry = b""
+        buf = np.empty(0, np.uint8)
+        carried = 0  # bytes at the start of ``buf`` left over from the last batch
         while left != 0:
-            step = max(self.chunk_bytes, len(carry))  # a record longer than a chunk: read doubling amounts
+            step = max(self.chunk_bytes, carried)  # a record longer than a chunk: read doubling amounts
             want = step if remaining is None else min(step, remaining)
-            buf = bytearray(len(carry) + want)  # the new bytes land right after the carried ones
-            buf[: len(carry)] = carry
-            got = readinto_full(self.fileobj, memoryview(buf)[len(carry) :]) if want > 0 else 0
+            if carried + want > len(buf):
+                grown = np.empty(carried + want, np.uint8)
+                grown[:carried] = buf[:carried]
+                buf = grown
+            got = readinto_full(self.fileobj, buf[carried : carried + want]) if want > 0 else 0
             if remaining is not None:
                 remaining -= got
             eof = got < want or remaining == 0
-            if got < want:
-                buf = memoryview(buf)[: len(carry) + got]
-            ints = np.frombuffer(buf, dtype=self._order + "i4", count=len(buf) // 4)
-            starts, counts, end_word = _find_records(ints, stride, n_properties, left, self.name, position)
+            filled = carried + got
+            words = buf[: filled // 4 * 4].view(self._order + "i4")
+            if self._order != _NATIVE:
+                words = words.astype(np.int32)
+            starts, counts, end_word = self._records.find(words, left, position)
             if len(starts):
-                yield buf, starts, counts
+                yield words, starts, counts
                 if left > 0:
                     left -= len(starts)
             consumed = end_word * 4
             position += consumed
-            carry = bytes(buf[consumed:])
+            carried = filled - consumed
+            buf[:carried] = buf[consumed:filled]  # overlapping: numpy copies as memmove does
             if eof:
-                if carry and left != 0:
+                if carried and left != 0:
                     raise CorruptTractogramError(
                         self.name,
                         position,
-                        f"truncated record: {len(carry)} bytes left after the last whole streamline",
+                        f"truncated record: {carried} bytes left after the last whole streamline",
                     )
                 return
-
-    def _chunk(
-        self, buf: bytes, starts: np.ndarray, counts: np.ndarray, n_scalars: int, n_props: int
-    ) -> StreamlineChunk:
-        stride = 3 + n_scalars
-        starts_a = np.asarray(starts, dtype=np.int64)
-        lengths = np.asarray(counts, dtype=np.int64)
-        end = int(starts_a[-1] + 1 + lengths[-1] * stride + n_props)
-        floats = np.frombuffer(buf, dtype=self._order + "f4", count=end)
-        keep = np.ones(end, dtype=bool)  # every word but the counts (and properties) is a point row word
-        keep[starts_a] = False
-        props = None
-        if n_props:
-            prop_words = (starts_a + 1 + lengths * stride)[:, None] + np.arange(n_props)
-            keep[prop_words] = False
-            props = floats[prop_words].astype(np.float32)
-        rows = floats[keep].astype(np.float32, copy=False).reshape(-1, stride)
-        points = rows if not n_scalars else np.ascontiguousarray(rows[:, :3])
-        scalars = np.ascontiguousarray(rows[:, 3:]) if n_scalars else None
-        if len(points):
-            points = _to_rasmm(self.header.fields["_voxmm_to_rasmm"], points)
-        return StreamlineChunk(points, lengths, scalars, props)
 
 
 def _remaining_bytes(fileobj: BinaryIO, stop: int | None) -> int:
@@ -283,105 +264,7 @@ def _remaining_bytes(fileobj: BinaryIO, stop: int | None) -> int:
         return 64 * 2**20
 
 
-_blas = ThreadpoolController()
+_NATIVE = "<" if np.little_endian else ">"
 #: Bytes parsed at a time by default: small enough that a chunk and its points stay in a core's L2
 #: cache through the passes over them (2 MiB: 62 ms per 100 MB here, 8 MiB: 70 ms).
 CHUNK_BYTES = 2 * 2**20
-_TILE = 3 * 1024
-
-
-def _to_rasmm(affine: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """``nibabel.affines.apply_affine`` on ``points`` (a fresh array, changed in place): the same float32 results.
-
-    TrackVis voxmm -> RAS+ mm is usually a flip and a shift per axis, with no rotation. Then each
-    output coordinate is ``x * a + t`` exactly as in nibabel's product (the other terms are exact
-    zeros), computed as two elementwise passes instead of a matrix product. Otherwise it is the
-    same float32 product as nibabel's, on one BLAS thread: a (N, 3) x (3, 3) product is
-    memory-bound, and BLAS threads only fight the other tasks' threads (15x slower seen on a busy
-    2-core machine).
-    """
-    rzs, shift = affine[:3, :3], affine[:3, 3]
-    diagonal = np.diag(rzs)
-    if np.array_equal(rzs, np.diag(diagonal)) and np.isfinite(points).all():  # inf * 0 would be NaN in a product
-        out = points
-        _tiled(out, np.multiply, diagonal.astype(out.dtype))
-    else:
-        with _blas.limit(limits=1, user_api="blas"):
-            out = points @ rzs.T
-    _tiled(out, np.add, shift.astype(out.dtype))
-    return out
-
-
-def _tiled(points: np.ndarray, op: np.ufunc, row: np.ndarray) -> None:
-    """``op(points, row, out=points)`` for a 3-vector ``row``, tiled over wide rows: a 3-wide broadcast
-    is a slow inner loop, and tiling gives the same operations on the same elements."""
-    flat = points.reshape(-1)
-    wide = len(flat) // _TILE * _TILE
-    block = flat[:wide].reshape(-1, _TILE)
-    op(block, np.tile(row, _TILE // 3), out=block)
-    op(points[wide // 3 :], row, out=points[wide // 3 :])
-
-
-def _find_records(
-    ints: np.ndarray, stride: int, n_props: int, left: int, name: str, position: int
-) -> tuple[np.ndarray, np.ndarray, int]:
-    """Whole records from word 0: start words, point counts, and the word after the last.
-
-    Vectorised: every record starts with a word in ``[0, MAX_POINTS]``, and float32 coordinates
-    almost never look like one (only +0.0 and denormals do). So take all such words as candidate
-    starts, and accept the run of candidates where each record ends exactly at the next candidate.
-    A coordinate that looks like a count breaks the run; the hop resumes after the last verified
-    record. Inputs with many such coordinates fall back to hopping word by word in Python.
-    """
-    n_words, extra = len(ints), 1 + n_props
-    candidates = np.flatnonzero(ints.view(ints.dtype.str.replace("i", "u")) <= MAX_POINTS)  # negatives wrap high
-    found: list[np.ndarray] = []
-    i, rounds = 0, 0
-    while i < n_words and rounds < 8 and not (0 <= left <= sum(len(run) for run in found)):
-        rounds += 1
-        n = int(ints[i])
-        if n < 0 or n > MAX_POINTS:
-            raise CorruptTractogramError(name, position + 4 * i, f"absurd point count {n} in a record header")
-        run = candidates[np.searchsorted(candidates, i) :]  # run[0] == i
-        ends = run + extra + ints[run].astype(np.int64) * stride
-        breaks = np.flatnonzero(ends[:-1] != run[1:])
-        verified = len(run) if not len(breaks) else int(breaks[0]) + 1
-        whole = int(np.searchsorted(ends[:verified], n_words, side="right"))
-        found.append(run[:whole])
-        if whole < verified or int(ends[verified - 1]) >= n_words:
-            i = n_words  # reached the end of the data (or a record that continues past it)
-            break
-        i = int(ends[verified - 1])  # past a coordinate that looked like a count
-    starts = np.concatenate(found) if found else np.empty(0, np.int64)
-    if i < n_words and rounds == 8:  # too many look-alikes: hop the rest one record at a time
-        budget = max(0, left - len(starts)) if left >= 0 else -1
-        more, _, _ = _hop(memoryview(ints.astype(np.int32)), stride, n_props, budget, name, position, i)
-        starts = np.concatenate([starts, np.asarray(more, np.int64)])
-    if left >= 0:
-        starts = starts[:left]
-    counts = ints[starts].astype(np.int64)
-    end = int(starts[-1] + extra + counts[-1] * stride) if len(starts) else 0
-    return starts, counts, end
-
-
-def _hop(
-    ints: memoryview, stride: int, n_props: int, left: int, name: str, position: int, i: int = 0
-) -> tuple[list[int], list[int], int]:
-    """Whole records from word ``i``, one Python step each: start words, point counts, the word after the last."""
-    starts: list[int] = []
-    counts: list[int] = []
-    add_start, add_count = starts.append, counts.append
-    n_words, extra = len(ints), 1 + n_props
-    budget = left if left >= 0 else n_words + 1
-    while i < n_words and budget:
-        n = ints[i]
-        if n < 0 or n > MAX_POINTS:
-            raise CorruptTractogramError(name, position + 4 * i, f"absurd point count {n} in a record header")
-        end = i + extra + n * stride
-        if end > n_words:
-            break
-        add_start(i)
-        add_count(n)
-        i = end
-        budget -= 1
-    return starts, counts, i
