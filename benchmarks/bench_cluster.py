@@ -85,6 +85,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--storage-mib", type=float, default=1024, help="prefetch budget (per file in (b), per worker in (c))")
     p.add_argument("--server", choices=["s3rver", "moto"], default="s3rver")
     p.add_argument("--skip", default="", help="comma-separated methods to leave out: a, b, c")
+    p.add_argument("--mmap-threshold-mib", type=float, default=None,
+                   help="start the workers with MALLOC_MMAP_THRESHOLD_ set (distributed's MALLOC_TRIM_THRESHOLD_ "
+                        "otherwise makes every numpy temporary >= 128 KiB a fresh mapping)")
     p.add_argument("--json", default="benchmarks/results/bench_cluster.json")
     args = p.parse_args(argv)
     if args.compute_scale < 1:
@@ -207,6 +210,9 @@ def main(argv: list[str] | None = None) -> dict:
     for name in ("distributed", "distributed.core", "distributed.scheduler", "distributed.worker", "distributed.nanny"):
         logging.getLogger(name).setLevel(logging.ERROR)
     began, load_start = time.perf_counter(), os.getloadavg()
+    if args.mmap_threshold_mib is not None:
+        environ = "distributed.nanny.pre-spawn-environ.MALLOC_MMAP_THRESHOLD_"
+        dask.config.set({environ: int(args.mmap_threshold_mib * MiB)})
     storage = [(args.storage, args.storage_mib)]
     has_stats = hasattr(dask_prefetch, "process_stats")
     if not has_stats:

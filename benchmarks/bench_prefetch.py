@@ -133,6 +133,9 @@ def download_everything_first(options: dict, in_flight: int = 10, range_size: in
             return await asyncio.gather(*(one(*r) for r in ranges))
 
         pieces = sync(fs.loop, fetch_all)
+        # Close now, from this thread: s3fs's finalizer, run by a later garbage collection in a thread
+        # with another event loop (a distributed Client's), would close it on that loop and fail noisily.
+        s3fs.S3FileSystem.close_session(fs.loop, fs.s3)
         views = [memoryview(piece)[HEADER if start == 0 and path != paths[0] else 0 :]
                  for (path, start, _), piece in zip(ranges, pieces)]
         views.reverse()

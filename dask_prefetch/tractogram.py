@@ -152,7 +152,11 @@ def read_partition(
     elif part.kind == "files":
         for path in part.paths:
             with opener.open([path], pinned=part.pinned([path])) as f:
-                chunks.extend(open_reader(f, path, chunk_bytes=chunk_bytes))
+                reader = open_reader(f, path, chunk_bytes=chunk_bytes)
+                if isinstance(reader, TrkReader):  # straight into one array: no chunk arrays to allocate and join
+                    chunks.append(reader.read_all())
+                else:
+                    chunks.extend(reader)
     else:  # one byte range of one TCK file, whose header was parsed when the graph was built
         with opener.open(*part.first_stream()) as f:
             reader = TckReader(
