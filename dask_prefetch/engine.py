@@ -21,6 +21,7 @@ import os
 import threading
 import time
 from functools import partial
+from typing import Callable
 
 from distributed.metrics import context_meter
 from s3fs import S3FileSystem
@@ -106,6 +107,7 @@ class PrefetchEngine:
         if self._limit is not None:  # no more than the whole file takes (blocks are page-rounded one by one)
             self._limit = min(self._limit, sum(disk_bytes(b.length) for b in layout.blocks))
         self._asked_at: float | None = None  # when the reader asked for the file (see start_clock)
+        self._on_first_bytes: Callable[[], None] | None = None
         self._tracer = current_tracer()
         self._traced = self._tracer.new_file(layout.shards[0].path) if self._tracer is not None else -1
         self._closed = False
@@ -179,6 +181,7 @@ class PrefetchEngine:
                         if self._asked_at is not None:  # the reader's first bytes
                             self.stats.start_stall_seconds += time.monotonic() - self._asked_at
                             self._asked_at = None
+                            self._started()
                         return slot.serial, (None if have == slot.serial else os.dup(slot.fd)), end
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -199,14 +202,21 @@ class PrefetchEngine:
             self._check_open()
             self._move_to(index)
 
-    def start_clock(self, asked_at: float) -> None:
+    def start_clock(self, asked_at: float, on_first_bytes: Callable[[], None] | None = None) -> None:
         """The reader asked for this file at ``asked_at`` (``time.monotonic()``).
 
         The time from then to the first bytes it gets, opening included, is added to
-        ``stats.start_stall_seconds``: what a task waits before it can start.
+        ``stats.start_stall_seconds``: what a task waits before it can start. ``on_first_bytes()``
+        is called once, with this engine's lock held, when they arrive (or the file closes first).
         """
         with self._cond:
             self._asked_at = asked_at
+            self._on_first_bytes = on_first_bytes
+
+    def _started(self) -> None:
+        callback, self._on_first_bytes = self._on_first_bytes, None
+        if callback is not None:
+            callback()
 
     def set_limit(self, nbytes: int | None) -> None:
         """Hold at most ``nbytes`` of blocks (the cursor's block always), or None for our fair share.
@@ -230,6 +240,7 @@ class PrefetchEngine:
             if self._closed:
                 return
             self._closed = True
+            self._started()  # no first bytes will come: nobody may wait for them
             for slot in list(self._slots.values()):
                 self._drop(slot, "closed")
             if not self._on_loop_thread() and self._loop_alive():

@@ -189,7 +189,7 @@ class S3PrefetchFileSystem(s3fs.S3FileSystem):
         f = worker_plugin.claim(self, paths, open_kwargs, offset) if worker_plugin is not None else None
         if f is None:
             f = self._open_prefetching(paths, settings, open_kwargs, offset, worker_plugin, infos)
-        f.engine.start_clock(asked_at)
+        f.engine.start_clock(asked_at, worker_plugin.on_first_bytes() if worker_plugin is not None else None)
         if "b" in mode:
             return f
         return io.TextIOWrapper(io.BufferedReader(f), encoding=encoding, errors=errors, newline=newline)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import time
 
@@ -22,6 +23,7 @@ from dask_prefetch import (
 )
 from dask_prefetch.cluster.scheduler import balanced_groups
 from dask_prefetch.streamlines import StreamlineChunk
+from dask_prefetch.testing import WanProxy
 
 N_SHARDS = 8
 
@@ -135,6 +137,30 @@ def test_next_partitions_are_opened_ahead_and_claimed(cluster, storage_options, 
     assert sum(c["opened"] for c in per_worker.values()) == N_SHARDS  # none opened twice
     for c in per_worker.values():
         assert c["ahead"] == c["claimed"] and c["pending"] == 0 and c["open_now"] == 0 and c["held"] == 0
+
+
+def test_running_reads_get_their_first_bytes_before_anything_is_opened_ahead(
+    s3_server, storage_options, sharded, tiers
+):
+    """The first task's GETs must not share the link and the cores with the next tasks' heads."""
+    ((tier, mib),) = tiers(64)
+    with WanProxy(s3_server.endpoint_url, latency=0.3, bandwidth=math.inf) as proxy:
+        far = {**storage_options, "endpoint_url": proxy.endpoint_url}
+        with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0") as lc:
+            with Client(lc) as client:
+                register_plugins(client, prefetch_storage=[(tier, mib)])
+                tg = read_tractogram(f"s3://{BUCKET}/hydi.*", storage_options=far)
+                got = StreamlineChunk.concat(tg.map_chunks(lambda chunk: (time.sleep(0.1), chunk)[1]).compute())
+                np.testing.assert_array_equal(got.points, np.concatenate(sharded))
+
+                def counters(dask_worker) -> tuple[int, int, int]:
+                    ahead = dask_worker.plugins[PrefetchWorkerPlugin.name].next_tasks
+                    return ahead.held_back, ahead.opened_ahead, ahead.claimed
+
+                ((held_back, opened_ahead, claimed),) = client.run(counters).values()
+    # The job starts with one task running and the next ones queued: the first opening ahead waits
+    # for that task's first bytes (>= 0.3 s away). Then nothing stalls: every next file is claimed.
+    assert held_back >= 1 and opened_ahead == claimed == N_SHARDS - 1, (held_back, opened_ahead, claimed)
 
 
 def test_files_opened_ahead_for_tasks_that_never_claim_them_are_closed(cluster, storage_options, sharded, tiers):

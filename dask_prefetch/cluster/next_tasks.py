@@ -12,6 +12,11 @@ blocks local), and its window grows to the usual size: the task starts without w
 network. Files that no task claims (the task was stolen, cancelled, or opened something else)
 are closed when their task leaves the worker's queue.
 
+Running tasks come first: while a read task that had nothing opened ahead waits for its first
+bytes (the first task of each thread, when a job starts), nothing is opened ahead, so its GETs
+do not share the link, the event loop and the cores with the next tasks' (measured: first bytes
+after ~250 ms instead of ~70 ms, 50 ms WAN, 2 workers).
+
 Threads: :meth:`NextTaskPrefetcher.transition` runs on the worker's event loop and only looks at
 the queue; opening (HEAD requests, scratch directories) happens on one background thread;
 :meth:`NextTaskPrefetcher.claim` runs in task threads.
@@ -20,6 +25,7 @@ the queue; opening (HEAD requests, scratch directories) happens on one backgroun
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import logging
 import threading
 from typing import TYPE_CHECKING, Any, Callable, ContextManager, Hashable
@@ -33,6 +39,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 _QUEUED = ("ready", "constrained")  # states of tasks waiting for a thread on this worker
+#: Longest the opening ahead waits for running read tasks' first bytes.
+START_GATE_SECONDS = 2.0
 
 
 class NextTaskPrefetcher:
@@ -74,16 +82,26 @@ class NextTaskPrefetcher:
         self._reads: dict[Hashable, PartitionRead | None] = {}  # event loop thread only
         self._opened: dict[Hashable, concurrent.futures.Future] = {}  # guarded by _lock
         self._lock = threading.Lock()
+        self._started = threading.Condition(self._lock)  # notified as running reads get first bytes
+        self._starting: set[Hashable] = set()  # running read tasks waiting for first bytes; guarded by _lock
         self._closed = False
         self._plan_pending = False
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="dask-prefetch-next")
         self.opened_ahead = 0
         self.claimed = 0
+        self.held_back = 0  # openings that waited for running reads' first bytes
 
     # -- event loop side ---------------------------------------------------------------------
 
     def transition(self, key: Hashable, start: str, finish: str) -> None:
         """A task of this worker changed state: drop what it no longer needs, open what comes next."""
+        if finish == "executing" and self.lookahead != 0:
+            ts = self.worker.state.tasks.get(key)
+            if ts is not None and self._read_of(ts) is not None:
+                with self._lock:
+                    self._starting.add(key)  # until it has first bytes: see _open
+        if start == "executing":
+            self._started_reading(key)
         if start in _QUEUED + ("executing",) and finish != "executing":
             self._reads.pop(key, None)
             self._discard(key)  # left the worker (stolen, cancelled) or ended without claiming it
@@ -130,6 +148,9 @@ class NextTaskPrefetcher:
 
     def _open(self, key: Hashable, read: PartitionRead) -> PrefetchFile | None:
         with self._lock:
+            if self._starting and not self._closed:  # running reads are waiting for their first bytes
+                self.held_back += 1
+                self._started.wait_for(lambda: not self._starting or self._closed, START_GATE_SECONDS)
             if self._opened.get(key) is None or self._closed:
                 return None  # discarded before we got to it
         token = opening_limit.set(self.head_bytes)  # from its first GET on: only the head until claimed
@@ -151,6 +172,7 @@ class NextTaskPrefetcher:
         if future.cancel():  # not begun yet (behind other openings): the task opens it sooner itself
             self._discard(key)
             return None
+        self._started_reading(key)  # its file has been prefetching: no need to hold the others back
         try:
             f = future.result(timeout=self.claim_timeout)
         except Exception:  # the task's own open will meet (and raise) the same problem, if any
@@ -168,6 +190,17 @@ class NextTaskPrefetcher:
         f.engine.set_limit(None)
         return f
 
+    def on_first_bytes(self) -> Callable[[], None] | None:
+        """For the running task's file: a callback for its first bytes (lets the opening ahead go on)."""
+        key = self.worker.active_threads.get(threading.get_ident())
+        return None if key is None else functools.partial(self._started_reading, key)
+
+    def _started_reading(self, key: Hashable) -> None:
+        with self._lock:
+            if key in self._starting:
+                self._starting.discard(key)
+                self._started.notify_all()
+
     # -- ending ------------------------------------------------------------------------------
 
     def _discard(self, key: Hashable) -> None:
@@ -182,6 +215,7 @@ class NextTaskPrefetcher:
         """Close every file opened ahead and stop the background thread."""
         with self._lock:
             self._closed = True
+            self._started.notify_all()
             futures, self._opened = list(self._opened.values()), {}
         for future in futures:
             future.add_done_callback(_close_result)

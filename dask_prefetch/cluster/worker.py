@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import threading
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 from distributed.diagnostics.plugin import WorkerPlugin
 
@@ -146,6 +146,10 @@ class PrefetchWorkerPlugin(WorkerPlugin):
     def claim(self, fs: Any, paths: list[str], open_kwargs: dict, offset: int) -> PrefetchFile | None:
         """The file this worker opened ahead for the running task, if it asks for that stream."""
         return self.next_tasks.claim(fs, paths, open_kwargs, offset) if self.next_tasks is not None else None
+
+    def on_first_bytes(self) -> Callable[[], None] | None:
+        """What the running task's file calls when its first bytes arrive (see :class:`NextTaskPrefetcher`)."""
+        return self.next_tasks.on_first_bytes() if self.next_tasks is not None else None
 
     @contextlib.contextmanager
     def acting(self) -> Iterator[None]:
