@@ -23,7 +23,8 @@ workers' S3 clients not timed; closed after, as an idle cluster costs ~0.1 core)
 
 References: compute only (chunks in memory, one thread = ``compute_total``; and on a cluster with the
 chunks scattered first, where allocation costs more: distributed spawns workers with
-``MALLOC_TRIM_THRESHOLD_``) and transfer only (bench_prefetch's "download everything first").
+``MALLOC_TRIM_THRESHOLD_``, which ``--mmap-threshold-mib 32`` offsets) and transfer only
+(bench_prefetch's "download everything first").
 Ideal = max(compute_total / 2, transfer); cluster ideal = max(cluster compute, transfer); floor =
 (CPU seconds of both) / cores, as S3 server, proxy and client share the cores with the compute.
 The workers' ``process_stats()`` before and after each run give the mean task-start stall per opened
