@@ -7,15 +7,16 @@ import numpy as np
 import pytest
 
 from dask_prefetch.cluster.tasks import find_partition_read
+from dask_prefetch.partitions import Opener, Partition
 from dask_prefetch.streamlines import TractogramHeader
-from dask_prefetch.tractogram import Partition, Tractogram, _Opener
+from dask_prefetch.tractogram import Tractogram
 
 PARTS = [Partition("files", (f"part{i}.trk",), nbytes=100 + i) for i in range(3)]
 
 
 @pytest.fixture
 def tractogram() -> Tractogram:
-    return Tractogram(TractogramHeader("trk", np.eye(4), None, 1000), PARTS, _Opener(None, {}), 1024, "id")
+    return Tractogram(TractogramHeader("trk", np.eye(4), None, 1000), PARTS, Opener(None, {}), 1024, "id")
 
 
 def graph(collection, optimize: bool) -> dict:

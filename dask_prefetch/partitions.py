@@ -1,0 +1,145 @@
+"""Partitions of a tractogram, and how a task reads one into a :class:`StreamlineChunk`.
+
+A :class:`Partition` names the objects of one sequential stream and how to parse them (a group
+of shards behind a global header, a group of complete files, or a byte range of one TCK file).
+:func:`read_partition` is what every ``read_tractogram`` task runs: it opens the stream through
+an :class:`Opener` (``S3PrefetchFileSystem`` with rolling prefetch, or local files) and parses
+it. The cluster plugins find these tasks by that function (see ``cluster/tasks.py``).
+"""
+
+from __future__ import annotations
+
+import builtins
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from .streamlines import StreamlineChunk, TractogramHeader, open_reader
+from .streamlines.errors import CorruptTractogramError, in_shard
+from .streamlines.tck import TckReader
+from .streamlines.trk import TrkReader
+
+
+@dataclass(frozen=True)
+class Partition:
+    """What one task reads: the objects of one stream and how to parse them.
+
+    ``kind`` is ``"bodies"`` (``paths[0]`` a global header, the rest read from ``header_bytes``),
+    ``"files"`` (complete files read one after the other) or ``"tck-range"`` (data bytes
+    ``[start, stop)`` of one TCK file).
+    """
+
+    kind: str
+    paths: tuple[str, ...]
+    header_bytes: int = 0
+    whole: bool = True  # the stream is the entire tractogram (a header count applies)
+    start: int = 0
+    stop: int = 0
+    nbytes: int = 0  # bytes the task reads, to balance partitions across workers
+    sizes: tuple[int, ...] = ()  # of the "bodies" objects, to name the shard an error is in
+    pins: tuple[tuple[str, int, str | None, str | None], ...] = ()  # (name, size, ETag, VersionId) per path
+
+    def first_stream(self) -> tuple[tuple[str, ...], int, int, list[dict] | None]:
+        """``(paths, header_bytes, offset, pinned)`` of the first stream the task opens.
+
+        What a worker opens ahead of the task (see ``PrefetchWorkerPlugin``), so that the task
+        finds its first blocks already local.
+        """
+        if self.kind == "bodies":
+            return self.paths, self.header_bytes, 0, self.pinned(self.paths)
+        if self.kind == "files":
+            return self.paths[:1], 0, 0, self.pinned(self.paths[:1])
+        return self.paths, 0, self.start, self.pinned(self.paths)
+
+    def pinned(self, paths: Sequence[str]) -> list[dict] | None:
+        """The objects' info seen when the graph was built (so tasks send no HEAD), or None."""
+        known = {name: (name, size, etag, version) for name, size, etag, version in self.pins}
+        if not all(p in known for p in paths):
+            return None
+        keys = ("name", "size", "ETag", "VersionId")
+        return [dict(zip(keys, known[p])) for p in paths]
+
+
+@dataclass(frozen=True)
+class Opener:
+    """How tasks open files: through S3PrefetchFileSystem (rolling prefetch), or locally."""
+
+    fs: Any  # S3PrefetchFileSystem, or None for local files
+    open_kwargs: dict
+
+    def open(self, paths: Sequence[str], header_bytes: int = 0, offset: int = 0, pinned: list | None = None) -> Any:
+        """One stream over ``paths`` (``header_bytes`` skipped after the first), positioned at ``offset``."""
+        if self.fs is not None:
+            return self.fs.open(
+                list(paths), header_bytes=header_bytes, offset=offset, pinned=pinned, **self.open_kwargs
+            )
+        if len(paths) == 1:
+            f = builtins.open(paths[0], "rb")
+            f.seek(offset)
+            return f
+        return LocalStream(paths, header_bytes)
+
+
+class LocalStream:
+    """Local files read front to back as one stream, ``header_bytes`` skipped after the first."""
+
+    def __init__(self, paths: Sequence[str], header_bytes: int) -> None:
+        self._paths, self._header_bytes = list(paths), header_bytes
+        self._file = builtins.open(self._paths[0], "rb")
+        self._i = 0
+
+    def __enter__(self) -> "LocalStream":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._file.close()
+
+    def read(self, n: int = -1) -> bytes:
+        out = bytearray()
+        while n < 0 or len(out) < n:
+            piece = self._file.read(-1 if n < 0 else n - len(out))
+            if piece:
+                out += piece
+                continue
+            if self._i + 1 == len(self._paths):
+                break
+            self._file.close()
+            self._i += 1
+            self._file = builtins.open(self._paths[self._i], "rb")
+            self._file.seek(self._header_bytes)
+        return bytes(out)
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        data = self.read(len(view))
+        view[: len(data)] = data
+        return len(data)
+
+
+def read_partition(
+    part: Partition, opener: Opener, header: TractogramHeader, chunk_bytes: int | None
+) -> StreamlineChunk:
+    """Parse one partition into one chunk of whole streamlines (runs in a task)."""
+    chunks: list[StreamlineChunk] = []
+    if part.kind == "bodies":
+        with opener.open(*part.first_stream()) as f:
+            try:
+                chunks.append(
+                    TrkReader(f, part.paths[0], ignore_count=not part.whole, chunk_bytes=chunk_bytes).read_all()
+                )
+            except CorruptTractogramError as e:
+                raise in_shard(e, part.paths, part.sizes, part.header_bytes) from None
+    elif part.kind == "files":
+        for path in part.paths:
+            with opener.open([path], pinned=part.pinned([path])) as f:
+                reader = open_reader(f, path, chunk_bytes=chunk_bytes)
+                if isinstance(reader, TrkReader):  # straight into one array: no chunk arrays to allocate and join
+                    chunks.append(reader.read_all())
+                else:
+                    chunks.extend(reader)
+    else:  # one byte range of one TCK file, whose header was parsed when the graph was built
+        with opener.open(*part.first_stream()) as f:
+            reader = TckReader(
+                f, part.paths[0], header=header, start=part.start, stop=part.stop, chunk_bytes=chunk_bytes
+            )
+            chunks.extend(reader)
+    return StreamlineChunk.concat(chunks)
