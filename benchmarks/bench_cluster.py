@@ -181,8 +181,13 @@ def cpu_seconds() -> np.ndarray:
 
 
 def warm_up(options: dict) -> None:
-    """On a worker: imports and the S3 clients (botocore's models) tasks will reuse: start-up, not timed."""
+    """On a worker: imports, the TRK kernels (numba) and the S3 clients (botocore's models) tasks will
+    reuse: start-up, not timed."""
     import nibabel.streamlines  # noqa: F401
+
+    from dask_prefetch.streamlines.kernels import compiled
+
+    compiled()
 
     for fs in (s3fs.S3FileSystem(**options), dask_prefetch.S3PrefetchFileSystem(**options)):
         fs.ls(BUCKET)
