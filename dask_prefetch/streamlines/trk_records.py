@@ -14,6 +14,7 @@ from .chunk import StreamlineChunk
 from .errors import CorruptTractogramError
 from .kernels import Kernels, compiled
 
+_NONE = np.empty(0, np.float32)  # the kernel's stand-in for "no scalars" / "no properties"
 #: Largest point count accepted for one streamline: a corrupt count must not make us buffer GBs.
 MAX_POINTS = 10_000_000
 
@@ -76,12 +77,11 @@ class RecordGatherer:
             out = np.empty((n_points, 3), np.float32) if points is None else points
             props = np.empty((len(counts), self.n_props), np.float32) if self.n_props else None
             scalars = np.empty((n_points, self.n_scalars), np.float32) if self.n_scalars else None
-            none = np.empty(0, np.float32)
             finite = self.kernels.gather_records(
                 floats, starts, counts, len(counts), self.n_scalars, self.n_props, self.scale, self.shift,
                 out.reshape(-1),
-                none if scalars is None else scalars.reshape(-1),
-                none if props is None else props.reshape(-1),
+                _NONE if scalars is None else scalars.reshape(-1),
+                _NONE if props is None else props.reshape(-1),
             )  # fmt: skip
             if finite and self.diagonal:
                 return StreamlineChunk(out, counts, scalars, props)
