@@ -112,6 +112,7 @@ class PrefetchEngine:
         self._traced = self._tracer.new_file(layout.shards[0].path) if self._tracer is not None else -1
         self._closed = False
         self._failure: BaseException | None = None
+        self._after_error = False  # a read raised a fetch error and the reader has not asked again
         self.files = BlockFiles(tiers)
         tiers.add_listener(self._space_released, self._pressed)
         tiers.set_cap(self._space_released, self._limit)
@@ -164,8 +165,10 @@ class PrefetchEngine:
                     error = slot.error
                     if isinstance(error, FileExpired):
                         self._failure = error  # the object changed: every later read fails the same way
-                    self._drop(slot)  # a later read tries again
-                    self._schedule()
+                    self._drop(slot)
+                    # Fetch nothing more until the reader asks again: a retry at once, while S3 is
+                    # still failing, would only hand the reader's own retry a stale error.
+                    self._after_error = True
                     raise error
                 if slot is not None:
                     end = slot.available(offset, self.layout.part_size)
@@ -273,18 +276,21 @@ class PrefetchEngine:
             raise self._failure
 
     def _move_to(self, index: int) -> None:
+        resume, self._after_error = self._after_error, False  # the reader is back after a failed read
         if index < self._cursor:
             self._cursor = index
         elif index > self._cursor:
             for i in [i for i in self._slots if i < index]:
                 self._drop(self._slots[i], "consumed" if i <= self._cursor else "evicted")  # read, or skipped
             self._cursor = index
-        else:
+        elif not resume:
             return
         self._schedule()
 
     def _schedule(self) -> None:
         """Start GETs in block order from the cursor while slots and tier space allow."""
+        if self._after_error:
+            return  # until the reader asks again (see view)
         blocks = self.layout.blocks
         i = self._cursor
         while i < len(blocks) and self._inflight < self.concurrency and not self._closed:
