@@ -16,29 +16,16 @@ import random
 from functools import partial
 from typing import Any, Callable
 
-import aiohttp
-from botocore.exceptions import ClientError, IncompleteReadError, ReadTimeoutError, ResponseStreamingError
 from s3fs import S3FileSystem
-from s3fs.core import S3_RETRYABLE_ERRORS
 from s3fs.utils import FileExpired
 
 from .layout import Part, Shard
+from .s3errors import STREAM_ERRORS, RangeNotHonouredError, naming, object_changed
 from .stragglers import StragglerWatch
 
 logger = logging.getLogger(__name__)
 #: Largest piece read from a body before it is written out.
 CHUNK_BYTES = 1 << 20
-
-#: Failures of a body stream that are worth resuming from where it stopped.
-STREAM_ERRORS: tuple[type[BaseException], ...] = S3_RETRYABLE_ERRORS + (
-    ResponseStreamingError,
-    ReadTimeoutError,
-    IncompleteReadError,
-    asyncio.TimeoutError,
-    ConnectionError,
-    aiohttp.ClientError,
-)
-
 
 class ShortBodyError(OSError):
     """The server closed a body before sending every byte of the range."""
@@ -46,24 +33,6 @@ class ShortBodyError(OSError):
 
 class StalledError(TimeoutError):
     """A GET sent no byte for longer than the stall timeout."""
-
-
-def _precondition_failed(error: BaseException) -> bool:
-    cause = error if isinstance(error, ClientError) else error.__cause__
-    if not isinstance(cause, ClientError):
-        return False
-    code = cause.response.get("Error", {}).get("Code")
-    return code in ("PreconditionFailed", "412")
-
-
-def _naming(error: Exception, message: str) -> OSError:
-    """``error`` as an OSError of the same kind when possible, with a message naming the object."""
-    if isinstance(error, OSError):
-        try:
-            return type(error)(error.errno, message) if error.errno else type(error)(message)
-        except Exception:
-            pass
-    return OSError(message)
 
 
 async def fetch_part(
@@ -197,25 +166,29 @@ async def _stream(
     failures = 0
     while done < part.length:
         resumed_at = done
-        body = await _get(fs, shard, part.start + done, part.stop)
         try:
-            while done < part.length:
-                try:
-                    piece = await asyncio.wait_for(body.read(min(CHUNK_BYTES, part.length - done)), stall_timeout)
-                except asyncio.TimeoutError as e:
-                    raise StalledError(
-                        f"{shard.path}: no byte after {part.start + done} within {stall_timeout:g} s"
-                    ) from e
-                if not piece:
-                    raise ShortBodyError(f"{shard.path}: body ended at byte {part.start + done} of {part.stop}")
-                os.pwrite(fd, piece, part.block_offset + done)
-                done += len(piece)
-                progress.reached(done)
-            return
-        except (*STREAM_ERRORS, ShortBodyError) as e:
-            error = e
-        finally:
-            body.close()
+            body = await _get(fs, shard, part.start + done, part.stop)  # its request errors are final
+        except RangeNotHonouredError as e:  # asked again, like a broken body: a proxy may drop one Range
+            error: BaseException = e
+        else:
+            try:
+                while done < part.length:
+                    try:
+                        piece = await asyncio.wait_for(body.read(min(CHUNK_BYTES, part.length - done)), stall_timeout)
+                    except asyncio.TimeoutError as e:
+                        raise StalledError(
+                            f"{shard.path}: no byte after {part.start + done} within {stall_timeout:g} s"
+                        ) from e
+                    if not piece:
+                        raise ShortBodyError(f"{shard.path}: body ended at byte {part.start + done} of {part.stop}")
+                    os.pwrite(fd, piece, part.block_offset + done)
+                    done += len(piece)
+                    progress.reached(done)
+                return
+            except (*STREAM_ERRORS, ShortBodyError) as e:
+                error = e
+            finally:
+                body.close()
         failures = 1 if done > resumed_at else failures + 1  # only failures in a row count
         if failures >= retries:
             raise OSError(
@@ -242,18 +215,52 @@ async def _get(fs: S3FileSystem, shard: Shard, first: int, stop: int) -> Any:
             "get_object", Bucket=bucket, Key=key, Range=f"bytes={first}-{stop - 1}", **conditions
         )
     except Exception as e:  # s3fs and botocore have retried already
-        if _precondition_failed(e):
+        if object_changed(e):  # 412 to If-Match, or 416 for a range inside the pinned size
             raise FileExpired(shard.path, shard.etag) from e
-        raise _naming(e, f"{shard.path}: GET bytes {first}-{stop - 1} failed: {e}") from e
+        raise naming(e, f"{shard.path}: GET bytes {first}-{stop - 1} failed: {e}") from e
     body = response["Body"]
-    if shard.etag and response.get("ETag") not in (None, shard.etag):
+    try:
+        if shard.etag and response.get("ETag") not in (None, shard.etag):
+            raise FileExpired(shard.path, shard.etag)  # a server that ignores If-Match
+        check_range(response, shard, first, stop)
+    except BaseException:
         body.close()
-        raise FileExpired(shard.path, shard.etag)  # a server that ignores If-Match
-    served = response.get("ContentRange")
-    if served is not None and not served.startswith(f"bytes {first}-"):
-        body.close()
-        raise OSError(f"{shard.path}: asked for bytes {first}-{stop - 1}, the server sent {served!r}")
+        raise
     return body
+
+
+def check_range(response: dict, shard: Shard, first: int, stop: int) -> None:
+    """Accept a GET's answer only if its body is exactly object bytes ``first:stop``.
+
+    HTTP lets a server or a proxy ignore ``Range`` and send ``200`` with the whole object; a body
+    taken on trust would then put the object's first bytes where bytes ``first..`` belong. So the
+    answer must be ``206`` with ``Content-Range: bytes first-(stop-1)/size``, or ``200`` when the
+    range asked for is the whole object, and announce exactly ``stop - first`` bytes.
+
+    Raises
+    ------
+    RangeNotHonouredError
+        For any other answer (the GET is made again, as for a broken body).
+    s3fs.utils.FileExpired
+        If the ``Content-Range`` gives the object another size than the pinned one.
+    """
+    status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    served = response.get("ContentRange")
+    length = response.get("ContentLength")
+    expected = f"bytes {first}-{stop - 1}/"
+    if served is not None and served.startswith(expected):
+        total = served[len(expected) :]
+        if total not in ("*", str(shard.size)):
+            raise FileExpired(shard.path, shard.etag)  # the object has another size than when pinned
+        ranged = status in (None, 206)
+    else:
+        ranged = served is None and status == 200 and first == 0 and stop == shard.size
+    if not ranged or (length is not None and int(length) != stop - first):
+        raise RangeNotHonouredError(
+            f"{shard.path}: asked for bytes {first}-{stop - 1}, the server answered HTTP {status} with "
+            f"{f'Content-Range {served!r}' if served else 'no Content-Range'} and {length} bytes: "
+            "it did not honour the Range request (a proxy or server that ignores Range?)"
+        )
 
 
 async def _settle(tasks: list[asyncio.Future]) -> None:

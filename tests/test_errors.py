@@ -146,3 +146,16 @@ def test_pinned_info_is_used_instead_of_a_head_request_and_checked(fs, raw_fs, t
         fs.open(path, prefetch_storage=tiers(1), pinned=[{**info, "name": "other/key"}])
     with pytest.raises(ValueError, match="1 entries for 2 paths"):
         fs.open([path, path], prefetch_storage=tiers(1), pinned=[info])
+
+
+def test_an_object_shorter_than_pinned_says_it_changed(fs, raw_fs, tiers):
+    """416 to a range inside the pinned size (what s3rver answers to If-Match when the object shrank), and a
+    Content-Range giving another size, both mean the object changed: FileExpired, as for a 412."""
+    (path,) = put_shards(raw_fs, [100_000])
+    info = {k: v for k, v in raw_fs.info(path, refresh=True).items() if k in ("name", "size", "ETag")}
+    longer = {**info, "size": 300_000}  # the same ETag: only the size says the object is not what was pinned
+    small = dict(block_size=64 * 1024, prefetch_storage=tiers(1), pinned=[longer])
+    with fs.open(path, offset=200_000, **small) as f, pytest.raises(FileExpired, match=path):
+        f.read()  # bytes 200000.. are past the end: 416
+    with fs.open(path, **small) as f, pytest.raises(FileExpired, match=path):
+        f.read()  # bytes 0-65535 arrive with Content-Range .../100000

@@ -129,3 +129,37 @@ def test_a_straggling_get_is_reissued_and_the_first_answer_wins(faulty, raw_fs, 
     assert stalls >= 1 and stats.gets_reissued >= stalls
     assert stats.gets_resumed == 0
     assert elapsed < 30  # far less than one stall (60 s): the re-issued GETs won
+
+
+def test_a_server_that_ignores_range_never_yields_wrong_bytes(faulty, raw_fs, tiers):
+    """A 200 with the whole object instead of the range asked for is asked again, never written into a block."""
+    paths = put_shards(raw_fs, [2 * MiB, MiB + 12345])
+    proxy, fs = faulty({"norange": 0.3}, seed=1)
+    with dask.config.set({"dask-prefetch.straggler-factor": 0}):
+        with fs.open(paths, header_bytes=1000, prefetch_storage=tiers(1), **SMALL) as f:
+            data = read_in_random_pieces(f)
+            stats = f.engine.stats
+    assert data == logical_bytes(raw_fs, paths, header_bytes=1000)
+    injected = proxy.counts()["norange"]
+    assert injected >= 3
+    assert stats.gets_resumed == injected  # each answered again
+
+
+def test_a_server_that_always_ignores_range_raises_a_clear_error(faulty, raw_fs, tiers):
+    (path,) = put_shards(raw_fs, [MiB])
+    proxy, fs = faulty({"norange": 1.0})
+    with dask.config.set({"dask-prefetch.retries": 2}), fs.open(path, prefetch_storage=tiers(1), **SMALL) as f:
+        with pytest.raises(OSError, match=r"failed 2 times; last error: .*HTTP 200 .*did not honour the Range"):
+            f.read()
+        assert f.tell() == 0
+    assert proxy.counts()["norange"] >= 2
+
+
+def test_a_whole_object_answered_with_200_is_accepted(faulty, raw_fs, tiers):
+    """When the range asked for is the whole object, a 200 carrying it is the right answer."""
+    (path,) = put_shards(raw_fs, [50_000])  # one part: bytes 0-49999 of 50000
+    proxy, fs = faulty({"norange": 1.0})
+    with fs.open(path, prefetch_storage=tiers(1), **SMALL) as f:
+        assert f.read() == raw_fs.cat(path)
+        assert f.engine.stats.gets_resumed == 0
+    assert proxy.counts()["norange"] >= 1

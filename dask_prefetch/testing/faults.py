@@ -13,6 +13,12 @@ with a ``Range`` header: object data, not listings or HEADs) draws at most one f
     then the rest follows (if the client is still there).
 ``hang``
     Forwarded; the whole response, status line included, is held for ``stall_seconds``.
+``norange``
+    Forwarded without its ``Range`` header, so the server answers ``200`` with the whole
+    object (as some S3-compatible stores, caches and CDNs do).
+
+With ``heads=True``, ``HEAD`` requests (how a client pins an object's size and ETag) draw
+faults too: ``slowdown`` answers them ``503`` (with no body, as S3 does to a HEAD).
 
 Rates can be changed while it runs (:meth:`FaultProxy.set_rates`), and the proxy counts
 what it did (:meth:`FaultProxy.counts`). Run standalone with::
@@ -37,7 +43,7 @@ if __package__:
 else:  # run as a script (the child process): import the stdlib-only sibling
     from s3server import _ChildServer, _report_port_and_wait, _split_upstream  # type: ignore[no-redef]
 
-FAULTS = ("slowdown", "reset", "stall", "hang")
+FAULTS = ("slowdown", "reset", "stall", "hang", "norange")
 CONTROL_PATH = "/__faults__"
 CHUNK = 64 * 1024
 _SLOWDOWN_BODY = (
@@ -62,9 +68,13 @@ class FaultProxy(_ChildServer):
         Fraction of the body sent before a ``reset`` or ``stall`` (0: right after the headers).
     seed
         Seed of the random choice of faults (the order of requests still varies).
+    heads
+        Whether ``HEAD`` requests draw faults too (not only ranged GETs).
     """
 
     _script = __file__
+    #: The faults it can inject.
+    faults = FAULTS
 
     def __init__(
         self,
@@ -74,6 +84,7 @@ class FaultProxy(_ChildServer):
         cut: float = 0.5,
         seed: int = 0,
         start_timeout: float = 30.0,
+        heads: bool = False,
     ) -> None:
         super().__init__()
         _split_upstream(upstream_url)
@@ -83,10 +94,11 @@ class FaultProxy(_ChildServer):
         self.rates = _check_rates(rates or {})
         self.stall_seconds, self.cut, self.seed = float(stall_seconds), float(cut), int(seed)
         self.start_timeout = start_timeout
+        self.heads = bool(heads)
 
     def _child_args(self) -> list[str]:
         args = ["--upstream", self.upstream_url, "--stall-seconds", repr(self.stall_seconds), "--seed", str(self.seed)]
-        args += ["--cut", repr(self.cut)]
+        args += ["--cut", repr(self.cut)] + (["--heads"] if self.heads else [])
         for name, rate in self.rates.items():
             args += ["--rate", f"{name}={rate!r}"]
         return args
@@ -144,6 +156,12 @@ class _Head:
         except (asyncio.IncompleteReadError, ConnectionError):
             return None
 
+    def without(self, name: str) -> _Head:
+        """The same message without the header ``name`` (case-insensitive)."""
+        lines = self.raw.decode("latin-1").split("\r\n")
+        kept = [lines[0]] + [line for line in lines[1:] if line.split(":", 1)[0].strip().lower() != name]
+        return _Head("\r\n".join(kept).encode("latin-1"))
+
     @property
     def length(self) -> int | None:
         value = self.headers.get("content-length")
@@ -154,9 +172,16 @@ class _Proxy:
     """The asyncio proxy run by the child process."""
 
     def __init__(
-        self, upstream: tuple[str, int], rates: dict[str, float], stall_seconds: float, cut: float, seed: int
+        self,
+        upstream: tuple[str, int],
+        rates: dict[str, float],
+        stall_seconds: float,
+        cut: float,
+        seed: int,
+        heads: bool = False,
     ) -> None:
         self.upstream, self.rates, self.stall_seconds, self.cut = upstream, rates, stall_seconds, cut
+        self.heads = heads
         self.random = random.Random(seed)
         self.counts = dict.fromkeys(("gets", *FAULTS), 0)
         self.tasks: set[asyncio.Task] = set()
@@ -187,14 +212,18 @@ class _Proxy:
                     self.control(method, target, client_w)
                     continue
                 self.counts[f"method:{method}"] = self.counts.get(f"method:{method}", 0) + 1
-                fault = self.draw() if method == "GET" and "range" in head.headers else None
+                ranged = method == "GET" and "range" in head.headers
+                fault = self.draw() if ranged or (method == "HEAD" and self.heads) else None
                 if fault == "slowdown":
+                    body_bytes = b"" if method == "HEAD" else _SLOWDOWN_BODY
                     client_w.write(
                         b"HTTP/1.1 503 Slow Down\r\nContent-Type: application/xml\r\n"
-                        b"Content-Length: %d\r\n\r\n%s" % (len(_SLOWDOWN_BODY), _SLOWDOWN_BODY)
+                        b"Content-Length: %d\r\n\r\n%s" % (len(_SLOWDOWN_BODY), body_bytes)
                     )
                     await client_w.drain()
                     continue
+                if fault == "norange":
+                    head = head.without("range")
                 reused = up is not None
                 if up is None:
                     up = await asyncio.open_connection(*self.upstream)
@@ -300,10 +329,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--stall-seconds", type=float, default=10.0)
     parser.add_argument("--cut", type=float, default=0.5, help="fraction of a body sent before a reset or stall")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--heads", action="store_true", help="HEAD requests draw faults too")
     parser.add_argument("--port", type=int, default=0, help="port to listen on (0: any free port)")
     args = parser.parse_args(argv)
     rates = _check_rates({k: float(v) for k, v in (item.split("=", 1) for item in args.rate)})
-    proxy = _Proxy(_split_upstream(args.upstream), rates, args.stall_seconds, args.cut, args.seed)
+    proxy = _Proxy(_split_upstream(args.upstream), rates, args.stall_seconds, args.cut, args.seed, args.heads)
     asyncio.run(proxy.serve(args.port))
 
 
