@@ -9,10 +9,14 @@ from dataclasses import dataclass
 from typing import AbstractSet, Any, Iterable, Mapping, Sequence
 
 import s3fs
-from fsspec.asyn import _run_coros_in_chunks, sync
+from fsspec.asyn import _run_coros_in_chunks, sync, sync_wrapper
+from fsspec.core import split_protocol
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from . import checks, config
 from .checks import describe
+from .readonly import allow_only_reading, check_operation, check_url_method
+from .s3errors import naming, retryable
 from .cluster.worker import PrefetchWorkerPlugin, current_worker_plugin
 from .engine import PrefetchEngine
 from .file import PrefetchFile
@@ -21,20 +25,16 @@ from .tiers import TierSet, disk_bytes
 
 MiB = 2**20
 
-_MUTATING = (
-    "mkdir makedirs rmdir touch pipe pipe_file put put_file cp cp_file copy mv move rename rm rm_file "
-    "delete merge setxattr chmod put_tags make_bucket_versioned rm_versioned_bucket_contents bulk_delete "
-    "upload write_bytes write_text"
-).split()
-
-
+@allow_only_reading
 class S3PrefetchFileSystem(s3fs.S3FileSystem):
     """A read-only S3 filesystem whose :meth:`open` prefetches ahead of the reader.
 
     Takes the same arguments as :class:`s3fs.S3FileSystem` (``endpoint_url``, ``key``,
     ``secret``, ``anon``, ``client_kwargs``, ``config_kwargs``, ...). Listing and reading
     methods (``ls``, ``info``, ``cat``, ``glob``, ``find``, ...) behave as in s3fs; s3fs's own
-    read cache is off; methods that would change the store raise ``PermissionError``.
+    read cache is off. It is read-only by construction: every method not on the allow-list
+    :data:`dask_prefetch.readonly.READING_METHODS` raises ``PermissionError`` (including any a
+    later s3fs adds), ``call_s3`` sends only read operations and ``url`` signs only reads.
 
     The S3 connection pool is raised to 64 connections (``config_kwargs["max_pool_connections"]``)
     unless given, so that several prefetching files are not capped at botocore's default of 10.
@@ -79,6 +79,25 @@ class S3PrefetchFileSystem(s3fs.S3FileSystem):
             if error and error.get("Code"):
                 status = getattr(response[0], "status_code", "?")
                 self.last_retried_error = f"{error['Code']} (HTTP {status}): {error.get('Message', '')}".rstrip(": ")
+
+    async def _call_s3(self, method: Any, *akwarglist: Any, **kwargs: Any) -> Any:
+        """s3fs's ``_call_s3`` for S3 read operations only (``PermissionError`` for the rest)."""
+        check_operation(method, type(self).__name__)
+        return await super()._call_s3(method, *akwarglist, **kwargs)
+
+    call_s3 = sync_wrapper(_call_s3)
+
+    async def _url(self, path: str, expires: int = 3600, client_method: str = "get_object", **kwargs: Any) -> str:
+        """A presigned URL that reads ``path`` (``PermissionError`` for any other ``client_method``)."""
+        check_url_method(client_method, type(self).__name__)
+        return await super()._url(path, expires=expires, client_method=client_method, **kwargs)
+
+    url = sync_wrapper(_url)
+
+    async def open_async(self, path: str, mode: str = "rb", **kwargs: Any) -> Any:
+        """s3fs's streamed async file, for reading only (``PermissionError`` for a writing mode)."""
+        _check_mode(mode, path, None, None, None)
+        return await super().open_async(path, mode, **kwargs)
 
     def open(  # type: ignore[override]
         self,
@@ -172,6 +191,7 @@ class S3PrefetchFileSystem(s3fs.S3FileSystem):
         if compression is not None:
             raise ValueError("S3PrefetchFileSystem.open does not decompress; open with compression=None")
         paths = check_paths(path_or_paths, "path_or_paths", caller="S3PrefetchFileSystem.open")
+        _check_s3_paths(paths)
         paths = [self._strip_protocol(p) for p in paths]
         infos = _check_pinned(paths, pinned) if pinned is not None else None
         check_unique(paths, "path_or_paths")
@@ -235,18 +255,40 @@ class S3PrefetchFileSystem(s3fs.S3FileSystem):
         return self.open(path, mode=mode)  # type: ignore[return-value]
 
     async def _pin_objects(self, paths: list[str]) -> list[dict]:
-        """Size, ETag and version of every object, fetched concurrently and never from a cache."""
+        """Size, ETag and version of every object, fetched concurrently and never from a cache.
+
+        Each request is retried like a ranged GET (``dask-prefetch.retries`` times, with backoff
+        and jitter) while S3 answers ``503``/``500`` or the connection breaks: botocore gives up on
+        a HEAD after a few ``503`` answers, which carry no ``SlowDown`` body for s3fs to retry on.
+
+        Raises
+        ------
+        FileNotFoundError, IsADirectoryError
+            For a missing object, or a prefix.
+        OSError
+            Naming the object, when S3 keeps failing or refuses.
+        """
+        retries = config.get_int("retries", minimum=1)
 
         async def pin(path: str) -> dict:
-            info = await self._info(path, refresh=True)
+            try:
+                async for attempt in AsyncRetrying(
+                    stop=stop_after_attempt(retries),
+                    wait=wait_random_exponential(multiplier=0.1, max=5.0),
+                    retry=retry_if_exception(retryable),
+                    reraise=True,
+                ):
+                    with attempt:
+                        info = await self._info(path, refresh=True)
+            except FileNotFoundError as e:
+                raise FileNotFoundError(f"No such object: {path!r} ({e.args[-1] if e.args else e})") from e
+            except OSError as e:
+                raise naming(e, f"{path}: request for its size and ETag failed: {e}") from e
             if info.get("type") != "file":
                 raise IsADirectoryError(f"{path!r} is a prefix, not an object")
             return info
 
-        try:
-            return await _run_coros_in_chunks([pin(p) for p in paths], batch_size=64)
-        except FileNotFoundError as e:
-            raise FileNotFoundError(f"No such object: {e.args[0] if e.args else e}") from e
+        return await _run_coros_in_chunks([pin(p) for p in paths], batch_size=64)
 
 
 @dataclass(frozen=True)
@@ -303,6 +345,16 @@ def _check_mode(mode: Any, path: Any, encoding: Any, errors: Any, newline: Any) 
         raise ValueError(f"invalid mode {mode!r}: S3PrefetchFileSystem.open reads with 'rb', 'r' or 'rt'")
     if "b" in mode and (encoding, errors, newline) != (None, None, None):
         raise ValueError(f"mode {mode!r} is binary: it takes no encoding, errors or newline")
+
+
+def _check_s3_paths(paths: Sequence[str]) -> None:
+    """Refuse a URL of another store (botocore would call ``memory:`` an invalid bucket name)."""
+    for path in paths:
+        protocol, _ = split_protocol(path)
+        if protocol not in (None, "s3", "s3a"):
+            raise ValueError(
+                f"S3PrefetchFileSystem reads s3:// paths ('bucket/key' or 's3://bucket/key'), got {path!r}"
+            )
 
 
 def check_paths(path_or_paths: Any, name: str, caller: str, pathlike: bool = False) -> list[str]:
@@ -390,25 +442,3 @@ def _check_pinned(paths: list[str], pinned: Any) -> list[dict]:
         if info.get("name") != path or not checks.is_int(info.get("size")) or info["size"] < 0:
             raise ValueError(f"pinned entry {info!r} does not describe {path!r} (name and size in bytes needed)")
     return infos
-
-
-def _read_only(name: str) -> Any:
-    def refuse(self: Any, *args: Any, **kwargs: Any) -> Any:
-        raise PermissionError(f"S3PrefetchFileSystem is read-only: {name}() is not allowed")
-
-    refuse.__name__ = name
-    refuse.__doc__ = "Not allowed: S3PrefetchFileSystem is read-only (raises PermissionError)."
-    return refuse
-
-
-def _read_only_async(name: str) -> Any:
-    async def refuse(self: Any, *args: Any, **kwargs: Any) -> Any:
-        raise PermissionError(f"S3PrefetchFileSystem is read-only: {name.lstrip('_')}() is not allowed")
-
-    refuse.__name__ = name
-    return refuse
-
-
-for _name in _MUTATING:
-    setattr(S3PrefetchFileSystem, _name, _read_only(_name))
-    setattr(S3PrefetchFileSystem, f"_{_name}", _read_only_async(f"_{_name}"))
