@@ -10,6 +10,7 @@ from .cluster import PrefetchSchedulerPlugin, PrefetchWorkerPlugin, register_plu
 from .engine import PrefetchEngine
 from .file import PrefetchFile
 from .filesystem import S3PrefetchFileSystem
+from .prefetchfs import PrefetchFileSystem
 from .stats import EngineStats, process_stats
 from .tiers import TierSet
 from .tractogram import Tractogram, read_tractogram
@@ -18,6 +19,7 @@ __all__ = [
     "EngineStats",
     "PrefetchEngine",
     "PrefetchFile",
+    "PrefetchFileSystem",
     "PrefetchSchedulerPlugin",
     "PrefetchWorkerPlugin",
     "S3PrefetchFileSystem",

@@ -21,16 +21,16 @@ import os
 import threading
 import time
 from functools import partial
-from typing import Callable
+from typing import Any, Callable
 
 from distributed.metrics import context_meter
-from s3fs import S3FileSystem
 from s3fs.utils import FileExpired
 
 from . import config
 from .blockfiles import NO_SPACE, BlockFiles, Slot
 from .fetch import fetch_part
 from .layout import Block, Layout
+from .sources import RangeSource, source_for
 from .stats import EngineStats, engine_closed, engine_opened
 from .stragglers import StragglerWatch
 from .tiers import DISK_FULL, TierSet, disk_bytes
@@ -48,8 +48,9 @@ class PrefetchEngine:
 
     Parameters
     ----------
-    fs
-        The filesystem whose S3 client and event loop are used.
+    source
+        Where the bytes come from (its event loop runs the GETs); a filesystem is read through
+        :func:`~dask_prefetch.sources.source_for`.
     layout
         The logical file.
     tiers
@@ -71,7 +72,7 @@ class PrefetchEngine:
 
     def __init__(
         self,
-        fs: S3FileSystem,
+        source: RangeSource | Any,
         layout: Layout,
         tiers: TierSet,
         concurrency: int,
@@ -89,14 +90,14 @@ class PrefetchEngine:
         factor = float(config.get("straggler-factor") if straggler_factor is None else straggler_factor)
         self._stragglers = StragglerWatch(factor, max_active=max(1, concurrency // 4))
         self._last_error: BaseException | None = None  # of a GET that was resumed (for timeout messages)
-        self.fs = fs
+        self.source = source if isinstance(source, RangeSource) else source_for(source)
         self.layout = layout
         self.tiers = tiers
         self.concurrency = concurrency
         self.retries = retries
         self.read_timeout = read_timeout
         self.stats = EngineStats(files_opened=1)
-        self._loop: asyncio.AbstractEventLoop = fs.loop
+        self._loop: asyncio.AbstractEventLoop = self.source.loop
         self._cond = threading.Condition(threading.Lock())
         self._slots: dict[int, Slot] = {}
         self._evicted: set[int] = set()
@@ -189,7 +190,7 @@ class PrefetchEngine:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     block = self.layout.blocks[index]
-                    retried = getattr(self.fs, "last_retried_error", None)  # inside botocore/s3fs
+                    retried = self.source.last_retried_error  # inside the store's client (botocore/s3fs)
                     last = f"; last GET error: {self._last_error or retried}" if self._last_error or retried else ""
                     raise TimeoutError(
                         f"{block.shard.path}: no data for logical bytes {block.start + offset}.. within "
@@ -392,7 +393,7 @@ class PrefetchEngine:
                 self._part_ended(slot, p, None)
                 return
             coro = fetch_part(
-                self.fs,
+                self.source,
                 slot.block.shard,
                 slot.block.parts[p],
                 slot.fd,

@@ -1,10 +1,11 @@
-"""One ranged, ETag-conditioned GET streamed into a block file.
+"""One ranged read of a pinned object version, from a :class:`~.sources.RangeSource`, streamed into a block file.
 
 The body is written in pieces with ``os.pwrite`` as it arrives, so memory does not grow with
-the size of a part or with the number of GETs in flight. A body stream that breaks or stalls is
-resumed from the first missing byte, with backoff and jitter; errors of the request itself
-(``503 SlowDown``, ...) are retried by s3fs and botocore. A GET far slower than its peers is
-re-issued (see :mod:`dask_prefetch.stragglers`).
+the size of a part or with the number of GETs in flight. A body stream that breaks or stalls,
+or a store that answers with other bytes than the range, is asked again from the first missing
+byte, with backoff and jitter; errors of the request itself (``503 SlowDown``, ...) are retried
+by the store's client (s3fs and botocore for S3). A GET far slower than its peers is re-issued
+(see :mod:`dask_prefetch.stragglers`).
 """
 
 from __future__ import annotations
@@ -16,11 +17,11 @@ import random
 from functools import partial
 from typing import Any, Callable
 
-from s3fs import S3FileSystem
 from s3fs.utils import FileExpired
 
 from .layout import Part, Shard
-from .s3errors import STREAM_ERRORS, RangeNotHonouredError, naming, object_changed
+from .sources import RangeSource
+from .sources.errors import STREAM_ERRORS, RangeNotHonouredError
 from .stragglers import StragglerWatch
 
 logger = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ class StalledError(TimeoutError):
 
 
 async def fetch_part(
-    fs: S3FileSystem,
+    source: RangeSource,
     shard: Shard,
     part: Part,
     fd: int,
@@ -50,8 +51,8 @@ async def fetch_part(
 
     Parameters
     ----------
-    fs
-        The filesystem whose client (credentials, endpoint, retry settings) is used.
+    source
+        Where the bytes come from (the store's client, credentials and retry settings).
     shard
         The object, pinned to ``shard.etag`` / ``shard.version_id``.
     part
@@ -73,14 +74,14 @@ async def fetch_part(
     Raises
     ------
     s3fs.utils.FileExpired
-        If the object no longer has the pinned ETag.
+        If the object is no longer the pinned version.
     OSError
-        If S3 keeps failing (the last error is the cause).
+        If the store keeps failing (the last error is the cause).
     """
     loop = asyncio.get_running_loop()
     began = loop.time()
     progress = _Progress(on_bytes)
-    stream = partial(_stream, fs, shard, part, fd, progress, retries, stall_timeout, on_retry)
+    stream = partial(_stream, source, shard, part, fd, progress, retries, stall_timeout, on_retry)
     racers = [asyncio.ensure_future(stream())]
     try:
         if watch is not None and watch.factor:
@@ -152,7 +153,7 @@ class _Progress:
 
 
 async def _stream(
-    fs: S3FileSystem,
+    source: RangeSource,
     shard: Shard,
     part: Part,
     fd: int,
@@ -167,7 +168,7 @@ async def _stream(
     while done < part.length:
         resumed_at = done
         try:
-            body = await _get(fs, shard, part.start + done, part.stop)  # its request errors are final
+            body = await source.open_range(shard, part.start + done, part.stop)  # its request errors are final
         except RangeNotHonouredError as e:  # asked again, like a broken body: a proxy may drop one Range
             error: BaseException = e
         else:
@@ -200,67 +201,6 @@ async def _stream(
         delay = min(0.1 * 2**failures, 5.0) * random.uniform(0.5, 1.0)  # backoff with jitter
         logger.debug("%s: GET broke at byte %d (%r); resuming in %.2f s", shard.path, part.start + done, error, delay)
         await asyncio.sleep(delay)
-
-
-async def _get(fs: S3FileSystem, shard: Shard, first: int, stop: int) -> Any:
-    """Send the GET of object bytes ``first:stop`` and return its body stream, checked."""
-    bucket, key, _ = fs.split_path(shard.path)
-    conditions = {}
-    if shard.etag:
-        conditions["IfMatch"] = shard.etag
-    if shard.version_id:
-        conditions["VersionId"] = shard.version_id
-    try:  # a request that gets no answer ends with botocore's read_timeout (see S3PrefetchFileSystem)
-        response = await fs._call_s3(
-            "get_object", Bucket=bucket, Key=key, Range=f"bytes={first}-{stop - 1}", **conditions
-        )
-    except Exception as e:  # s3fs and botocore have retried already
-        if object_changed(e):  # 412 to If-Match, or 416 for a range inside the pinned size
-            raise FileExpired(shard.path, shard.etag) from e
-        raise naming(e, f"{shard.path}: GET bytes {first}-{stop - 1} failed: {e}") from e
-    body = response["Body"]
-    try:
-        if shard.etag and response.get("ETag") not in (None, shard.etag):
-            raise FileExpired(shard.path, shard.etag)  # a server that ignores If-Match
-        check_range(response, shard, first, stop)
-    except BaseException:
-        body.close()
-        raise
-    return body
-
-
-def check_range(response: dict, shard: Shard, first: int, stop: int) -> None:
-    """Accept a GET's answer only if its body is exactly object bytes ``first:stop``.
-
-    HTTP lets a server or a proxy ignore ``Range`` and send ``200`` with the whole object; a body
-    taken on trust would then put the object's first bytes where bytes ``first..`` belong. So the
-    answer must be ``206`` with ``Content-Range: bytes first-(stop-1)/size``, or ``200`` when the
-    range asked for is the whole object, and announce exactly ``stop - first`` bytes.
-
-    Raises
-    ------
-    RangeNotHonouredError
-        For any other answer (the GET is made again, as for a broken body).
-    s3fs.utils.FileExpired
-        If the ``Content-Range`` gives the object another size than the pinned one.
-    """
-    status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-    served = response.get("ContentRange")
-    length = response.get("ContentLength")
-    expected = f"bytes {first}-{stop - 1}/"
-    if served is not None and served.startswith(expected):
-        total = served[len(expected) :]
-        if total not in ("*", str(shard.size)):
-            raise FileExpired(shard.path, shard.etag)  # the object has another size than when pinned
-        ranged = status in (None, 206)
-    else:
-        ranged = served is None and status == 200 and first == 0 and stop == shard.size
-    if not ranged or (length is not None and int(length) != stop - first):
-        raise RangeNotHonouredError(
-            f"{shard.path}: asked for bytes {first}-{stop - 1}, the server answered HTTP {status} with "
-            f"{f'Content-Range {served!r}' if served else 'no Content-Range'} and {length} bytes: "
-            "it did not honour the Range request (a proxy or server that ignores Range?)"
-        )
 
 
 async def _settle(tasks: list[asyncio.Future]) -> None:

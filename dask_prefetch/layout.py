@@ -1,6 +1,6 @@
-"""How a list of S3 objects maps onto one logical file, cut into blocks and ranged GETs.
+"""How a list of objects maps onto one logical file, cut into blocks and ranged GETs.
 
-A *shard* is one S3 object, pinned to the ETag (and version) it had at open. Its bytes
+A *shard* is one object, pinned to the version (S3: ETag and VersionId) it had at open. Its bytes
 ``[skip, size)`` follow the previous shard's in the logical file. A *block* is the unit
 stored in a tier and evicted once read; blocks never straddle shards. A *part* is one ranged
 GET; a block is fetched as one or more parts, written at their offsets in the block file.
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 
 @dataclass(frozen=True)
@@ -19,7 +19,7 @@ class Shard:
 
     path: str
     size: int
-    etag: str | None
+    etag: str | None  # the version token pinned at open: S3's ETag, or the source's (generation, mtime, ...)
     version_id: str | None
     skip: int
     offset: int  # logical offset of byte ``skip``
@@ -102,8 +102,12 @@ class Layout:
         header_bytes: int,
         block_size: int,
         part_size: int,
+        version: Callable[[dict], tuple[str | None, str | None]] | None = None,
     ) -> "Layout":
-        """Build from s3fs ``info`` dicts: the first read whole, later ones from ``header_bytes``.
+        """Build from fsspec ``info`` dicts: the first read whole, later ones from ``header_bytes``.
+
+        ``version(info)`` gives each object's ``(version token, version id)`` (the source's
+        :meth:`~dask_prefetch.sources.RangeSource.version`; default: S3's ``ETag`` and ``VersionId``).
 
         Raises
         ------
@@ -120,7 +124,8 @@ class Layout:
                 raise ValueError(
                     f"header_bytes={header_bytes} is larger than shard {info['name']!r} ({size} bytes)"
                 )
-            shard = Shard(info["name"], size, info.get("ETag") or None, info.get("VersionId"), skip, offset)
+            token, version_id = version(info) if version is not None else (info.get("ETag") or None, info.get("VersionId"))
+            shard = Shard(info["name"], size, token, version_id, skip, offset)
             shards.append(shard)
             offset += shard.length
         return cls(shards, block_size, part_size)

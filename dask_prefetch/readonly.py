@@ -69,11 +69,17 @@ def _refusing(name: str, owner: str, is_async: bool) -> Callable[..., Any]:
     return refuse
 
 
+def _own(cls: type, name: str) -> bool:
+    """Whether the class that gives ``cls`` its ``name`` is one of this package's (its own business)."""
+    owner = next((c for c in cls.__mro__ if name in c.__dict__), None)
+    return owner is not None and owner.__module__.split(".")[0] == __name__.split(".")[0]
+
+
 def refused_methods(cls: type) -> list[str]:
     """Names of the methods of ``cls``'s bases that :func:`allow_only_reading` refuses on it."""
     names = []
     for name in dir(cls):
-        if name.startswith("__") or name in READING_METHODS or name in cls.__dict__:
+        if name.startswith("__") or name in READING_METHODS or _own(cls, name):
             continue
         attribute = inspect.getattr_static(cls, name)
         if isinstance(attribute, (staticmethod, classmethod)) or inspect.isfunction(attribute):
@@ -84,7 +90,8 @@ def refused_methods(cls: type) -> list[str]:
 def allow_only_reading(cls: type) -> type:
     """Class decorator: refuse every inherited method not in :data:`READING_METHODS`.
 
-    Methods ``cls`` defines itself are its own business (it must keep them read-only).
+    Methods defined by this package's classes (``cls`` and its mixins) are their own business:
+    they must keep themselves read-only.
     """
     for name in refused_methods(cls):
         function = inspect.getattr_static(cls, name)

@@ -19,7 +19,7 @@ from dask_prefetch import S3PrefetchFileSystem
 from dask_prefetch.readonly import READING_METHODS
 from dask_prefetch.testing import FaultProxy
 
-OWN_READING = {"_pin_objects", "_note_retry", "_open_prefetching"}  # S3PrefetchFileSystem's own helpers
+OWN_READING = {"_pin_objects", "_open_prefetching", "_range_source", "_object_path"}  # our own
 
 
 def snapshot(raw_fs) -> tuple:

@@ -1,13 +1,16 @@
-"""What S3's answers mean to a reader: one place that maps botocore/s3fs errors to our vocabulary.
+"""What a store's answers mean to a reader: one place that maps store errors to our vocabulary.
 
-Every request this package sends is a read (``HEAD``, ranged ``GET``, listings). Their failures
-fall into a few kinds, decided here and nowhere else:
+Every request a source sends is a read (metadata, ranged ``GET``, listings). Their failures fall
+into a few kinds, decided here and nowhere else, for every source:
 
-* **changed** -- the object no longer has the ETag pinned at open (``412 PreconditionFailed`` to
-  ``If-Match``, or ``416`` for a range that lies inside the pinned size: the object shrank):
-  :class:`s3fs.utils.FileExpired`, never retried.
+* **changed** -- the object is no longer the version pinned at open (S3: ``412
+  PreconditionFailed`` to ``If-Match``, or ``416`` for a range that lies inside the pinned size:
+  the object shrank; other stores: another version token): :class:`s3fs.utils.FileExpired`
+  (fsspec's "file changed" error), never retried.
 * **retryable** -- throttling and server errors (``503 SlowDown``, ``500``, ``502``, ``504``,
   ``RequestTimeout``) and broken connections: retried with backoff.
+* **wrong range** -- bytes other than the range asked for (a server that ignores ``Range``):
+  :class:`RangeNotHonouredError`, asked again, never written into a block.
 * everything else (denied, not found, bad request) -- raised at once, naming the object.
 """
 
@@ -96,6 +99,8 @@ def retryable(error: BaseException) -> bool:
         if isinstance(e, ClientError):
             code, status = _code_and_status(e)
             return code in RETRYABLE_CODES or status in RETRYABLE_STATUSES
+        if isinstance(e, aiohttp.ClientResponseError):  # fsspec's HTTP (and gcsfs's) answers
+            return e.status in RETRYABLE_STATUSES
         if isinstance(e, (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)):
             return False
         if isinstance(e, STREAM_ERRORS):

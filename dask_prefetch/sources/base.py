@@ -1,0 +1,142 @@
+"""The range-source interface: the only thing the prefetch engine talks to.
+
+A :class:`RangeSource` answers two questions about one store, and knows nothing of blocks, tiers
+or formats:
+
+* which version of an object is there now (:meth:`RangeSource.pin`: its ``info``, from which
+  :meth:`RangeSource.version` takes a size-independent version token), and
+* the bytes ``[start, stop)`` of that version (:meth:`RangeSource.open_range`: a body to read in
+  pieces), never bytes of another version or another range.
+
+Errors are the vocabulary of :mod:`.errors`: ``FileExpired`` when the object changed,
+:class:`~.errors.RangeNotHonouredError` for other bytes than those asked for, retryable
+``OSError`` s for throttling and broken connections, ``FileNotFoundError`` / ``PermissionError``
+for the rest. Implementations: :class:`~.s3.S3Source` (aiobotocore, ``If-Match`` pinning) and
+:class:`~.generic.FsspecSource` (any fsspec filesystem, async or sync).
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+from typing import TYPE_CHECKING, Protocol, Sequence
+
+from fsspec.asyn import _run_coros_in_chunks
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
+
+from .errors import naming, retryable
+
+if TYPE_CHECKING:
+    from ..layout import Shard
+
+#: Metadata requests sent at once when pinning many objects.
+PIN_BATCH = 64
+
+
+class RangeBody(Protocol):
+    """The body of one ranged read: pieces of at most ``n`` bytes, ``b""`` at its end."""
+
+    async def read(self, n: int) -> bytes: ...
+
+    def close(self) -> None: ...
+
+
+class RangeSource(abc.ABC):
+    """Object versions and byte ranges of them, from one store.
+
+    Attributes
+    ----------
+    last_retried_error
+        The last error a client library retried out of sight (e.g. ``"SlowDown (HTTP 503)"``),
+        for timeout messages; None when the source cannot tell.
+    """
+
+    last_retried_error: str | None = None
+
+    @property
+    @abc.abstractmethod
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The event loop the source's coroutines run on."""
+
+    @abc.abstractmethod
+    async def info(self, path: str) -> dict:
+        """The object's ``info`` as the store gives it now (never from a cache).
+
+        Raises
+        ------
+        FileNotFoundError
+            If there is no such object.
+        """
+
+    @abc.abstractmethod
+    def version(self, info: dict) -> tuple[str | None, str | None]:
+        """``(version token, version id)`` of an ``info``: what :meth:`open_range` checks (None: unknown)."""
+
+    @abc.abstractmethod
+    async def open_range(self, shard: Shard, start: int, stop: int) -> RangeBody:
+        """Start reading object bytes ``[start, stop)`` of the version pinned in ``shard``.
+
+        Raises
+        ------
+        s3fs.utils.FileExpired
+            If the object is no longer that version.
+        RangeNotHonouredError
+            If the store answered with other bytes than the range.
+        OSError
+            Naming the object, for anything else (after the client's own retries).
+        """
+
+    async def pin(self, paths: Sequence[str], retries: int) -> list[dict]:
+        """Every object's ``info`` now, fetched concurrently, each retried like a ranged GET.
+
+        Parameters
+        ----------
+        paths
+            The objects.
+        retries
+            Attempts per object while the store answers with a retryable error (backoff with jitter).
+
+        Raises
+        ------
+        FileNotFoundError, IsADirectoryError
+            For a missing object, or a directory / prefix.
+        OSError
+            Naming the object, when the store keeps failing or refuses.
+        """
+
+        async def pin_one(path: str) -> dict:
+            try:
+                async for attempt in AsyncRetrying(
+                    stop=stop_after_attempt(retries),
+                    wait=wait_random_exponential(multiplier=0.1, max=5.0),
+                    retry=retry_if_exception(retryable),
+                    reraise=True,
+                ):
+                    with attempt:
+                        info = await self.info(path)
+            except FileNotFoundError as e:
+                raise FileNotFoundError(f"No such object: {path!r} ({e.args[-1] if e.args else e})") from e
+            except OSError as e:
+                raise naming(e, f"{path}: request for its size and version failed: {e}") from e
+            if info.get("type") not in ("file", None):
+                raise IsADirectoryError(f"{path!r} is a directory or prefix, not an object")
+            return info
+
+        return await _run_coros_in_chunks([pin_one(p) for p in paths], batch_size=PIN_BATCH)
+
+
+class BytesBody:
+    """A :class:`RangeBody` over bytes already in memory."""
+
+    def __init__(self, data: bytes) -> None:
+        self._view = memoryview(data)
+        self._at = 0
+
+    async def read(self, n: int) -> memoryview:  # type: ignore[override]
+        piece = self._view[self._at : self._at + n]  # no copy: written out as it is
+        self._at += len(piece)
+        return piece
+
+    def close(self) -> None:
+        self._view = memoryview(b"")
+

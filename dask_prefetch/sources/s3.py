@@ -1,0 +1,129 @@
+"""The S3 source: ranged GETs with aiobotocore, through an s3fs filesystem's own client.
+
+Every GET is conditioned on the ETag pinned at open (``If-Match``, and ``VersionId`` when the
+bucket is versioned), and its answer is checked to be exactly the range asked for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from s3fs import S3FileSystem
+from s3fs.utils import FileExpired
+
+from ..layout import Shard
+from .base import RangeSource
+from .errors import RangeNotHonouredError, naming, object_changed
+
+
+class S3Source(RangeSource):
+    """Ranges of S3 objects, read with ``fs``'s client (credentials, endpoint, retry settings).
+
+    Parameters
+    ----------
+    fs
+        Any :class:`s3fs.S3FileSystem`. Its client is made on the first request, once per
+        event loop, and a ``needs-retry`` hook on it remembers the last error botocore retried
+        (:attr:`last_retried_error`).
+    """
+
+    def __init__(self, fs: S3FileSystem) -> None:
+        self.fs = fs
+        self.last_retried_error: str | None = None
+
+    def __reduce__(self) -> tuple:
+        return type(self), (self.fs,)
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        return self.fs.loop
+
+    async def info(self, path: str) -> dict:
+        await self._watch_retries()
+        return await self.fs._info(path, refresh=True)
+
+    def version(self, info: dict) -> tuple[str | None, str | None]:
+        return info.get("ETag") or None, info.get("VersionId") or None
+
+    async def open_range(self, shard: Shard, start: int, stop: int) -> Any:
+        """Send the GET of object bytes ``start:stop`` and return its body stream, checked."""
+        await self._watch_retries()
+        bucket, key, _ = self.fs.split_path(shard.path)
+        conditions = {}
+        if shard.etag:
+            conditions["IfMatch"] = shard.etag
+        if shard.version_id:
+            conditions["VersionId"] = shard.version_id
+        try:  # a request that gets no answer ends with botocore's read_timeout (see S3PrefetchFileSystem)
+            response = await self.fs._call_s3(
+                "get_object", Bucket=bucket, Key=key, Range=f"bytes={start}-{stop - 1}", **conditions
+            )
+        except Exception as e:  # s3fs and botocore have retried already
+            if object_changed(e):  # 412 to If-Match, or 416 for a range inside the pinned size
+                raise FileExpired(shard.path, shard.etag) from e
+            raise naming(e, f"{shard.path}: GET bytes {start}-{stop - 1} failed: {e}") from e
+        body = response["Body"]
+        try:
+            if shard.etag and response.get("ETag") not in (None, shard.etag):
+                raise FileExpired(shard.path, shard.etag)  # a server that ignores If-Match
+            check_range(response, shard, start, stop)
+        except BaseException:
+            body.close()
+            raise
+        return body
+
+    async def _watch_retries(self) -> None:
+        """Hook the client (once per client) so that errors botocore retries are remembered."""
+        s3 = await self.fs.set_session()
+        if getattr(s3, "_dask_prefetch_watched", None) is not self:
+            s3.meta.events.register("needs-retry.s3", self._note_retry)
+            s3._dask_prefetch_watched = self
+
+    def _note_retry(self, response: Any = None, caught_exception: Any = None, **kwargs: Any) -> None:
+        """Remember the last error botocore saw on a request (it retries them out of our sight).
+
+        A read that times out names it: under persistent ``503 SlowDown``, the GETs are still being
+        retried inside botocore and s3fs when the read's deadline passes.
+        """
+        if caught_exception is not None:
+            self.last_retried_error = f"{type(caught_exception).__name__}: {caught_exception}"
+        elif response is not None:
+            error = response[1].get("Error") if isinstance(response[1], dict) else None
+            if error and error.get("Code"):
+                status = getattr(response[0], "status_code", "?")
+                self.last_retried_error = f"{error['Code']} (HTTP {status}): {error.get('Message', '')}".rstrip(": ")
+
+
+def check_range(response: dict, shard: Shard, first: int, stop: int) -> None:
+    """Accept a GET's answer only if its body is exactly object bytes ``first:stop``.
+
+    HTTP lets a server or a proxy ignore ``Range`` and send ``200`` with the whole object; a body
+    taken on trust would then put the object's first bytes where bytes ``first..`` belong. So the
+    answer must be ``206`` with ``Content-Range: bytes first-(stop-1)/size``, or ``200`` when the
+    range asked for is the whole object, and announce exactly ``stop - first`` bytes.
+
+    Raises
+    ------
+    RangeNotHonouredError
+        For any other answer (the GET is made again, as for a broken body).
+    s3fs.utils.FileExpired
+        If the ``Content-Range`` gives the object another size than the pinned one.
+    """
+    status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    served = response.get("ContentRange")
+    length = response.get("ContentLength")
+    expected = f"bytes {first}-{stop - 1}/"
+    if served is not None and served.startswith(expected):
+        total = served[len(expected) :]
+        if total not in ("*", str(shard.size)):
+            raise FileExpired(shard.path, shard.etag)  # the object has another size than when pinned
+        ranged = status in (None, 206)
+    else:
+        ranged = served is None and status == 200 and first == 0 and stop == shard.size
+    if not ranged or (length is not None and int(length) != stop - first):
+        raise RangeNotHonouredError(
+            f"{shard.path}: asked for bytes {first}-{stop - 1}, the server answered HTTP {status} with "
+            f"{f'Content-Range {served!r}' if served else 'no Content-Range'} and {length} bytes: "
+            "it did not honour the Range request (a proxy or server that ignores Range?)"
+        )
