@@ -225,8 +225,8 @@ def read_tractogram(
     How the layout is inferred (``layout`` and ``header_bytes`` None), from the first 1000 bytes
     of every object (one small ranged read each, concurrent on S3):
 
-    * If exactly one object is a lone header -- exactly 1000 bytes, a valid TRK header with
-      ``n_count`` 0 (first in a list; anywhere in a single glob) -- and every other object is
+    * If an object is a lone header -- exactly 1000 bytes, a valid TRK header with ``n_count`` 0
+      (first in a list; in a single glob, the first such object) -- and every other object is
       either not a tractogram file by its first bytes (bodies: ``header_bytes=0``) or a TRK
       file whose header matches the lone one in byte order, scalars and properties (number and
       names) and the voxmm-to-RAS+ affine (voxel sizes, ``vox_to_ras``, voxel order, dimensions)
@@ -347,8 +347,8 @@ def _plan(
         return _stated_sharded(paths, sizes, kinds, one_glob)
     if layout is None and header_bytes is None:
         lone = [i for i, k in enumerate(kinds) if sizes[i] == HEADER_SIZE and _is_header(k) and k.nb_streamlines is None]
-        lone = lone if one_glob else [i for i in lone if i == 0]  # a list says its order: the header first
-        if len(lone) == 1:
+        lone = lone if one_glob or 0 in lone else []  # a list says its order: the header first
+        if lone:  # more than one: the others are empty shards, or it is not sharded (checked below)
             g = lone[0]
             rest = [i for i in natural if i != g]
             if all(kinds[i] is None for i in rest):  # bare bodies: only readable behind the header
