@@ -243,7 +243,9 @@ def read_tractogram(
         raise ValueError(f"layout must be 'files', 'sharded' or None (infer), got {layout!r}")
     header_bytes = None if header_bytes is None else checks.check_int(header_bytes, "header_bytes", minimum=0)
     if layout == "files" and header_bytes:
-        raise ValueError(f"layout='files' reads every file from its byte 0: header_bytes must be 0 or None, not {header_bytes}")
+        raise ValueError(
+            f"layout='files' reads every file from its byte 0: header_bytes must be 0 or None, not {header_bytes}"
+        )
     chunk_bytes = None if chunk_size is None else checks.check_bytes(chunk_size, "chunk_size")
     fs, opener = _filesystem(path_list[0], storage_options, block_size, prefetch_storage)
     expanded = []
@@ -316,7 +318,7 @@ class _Plan:
     kind: str
     order: list[int]
     header_bytes: int = 0
-    data: list[Any] = None  # type: ignore[assignment]
+    data: tuple[Any, ...] = ()
     shard_counts: tuple[int, ...] = ()
 
 
@@ -335,7 +337,7 @@ def _plan(
     if n == 1:
         if layout == "sharded":
             raise ValueError(f"layout='sharded' needs a global header and at least one shard, got only {paths[0]!r}")
-        return _Plan("files", natural, data=[None])
+        return _Plan("files", natural)
     if header_bytes or (layout == "sharded" and header_bytes == 0):  # stated: no need to look at the shards
         lone = [i for i, size in enumerate(sizes) if size == HEADER_SIZE]
         first = lone[0] if one_glob and len(lone) == 1 else 0  # a glob matched a header and its shards
@@ -346,7 +348,7 @@ def _plan(
     if layout == "sharded":
         return _stated_sharded(paths, sizes, kinds, one_glob)
     if layout is None and header_bytes is None:
-        lone = [i for i, k in enumerate(kinds) if sizes[i] == HEADER_SIZE and _is_header(k) and k.nb_streamlines is None]
+        lone = [i for i, k in enumerate(kinds) if sizes[i] == HEADER_SIZE and _is_header(k) and not k.nb_streamlines]
         lone = lone if one_glob or 0 in lone else []  # a list says its order: the header first
         if lone:  # more than one: the others are empty shards, or it is not sharded (checked below)
             g = lone[0]
@@ -363,7 +365,7 @@ def _plan(
     for path, k, head in zip(paths, kinds, heads):
         if k is None:
             detect_format(head, path)  # raises, naming the object
-    return _Plan("files", natural, data=[k.data_fields() if _is_header(k) else ((), ()) for k in kinds])
+    return _Plan("files", natural, data=tuple(k.data_fields() if _is_header(k) else ((), ()) for k in kinds))
 
 
 def _stated_sharded(paths: list[str], sizes: list[int], kinds: list[Any], one_glob: bool) -> _Plan:
@@ -526,7 +528,11 @@ def _file_partitions(paths: list[str], sizes: list[int], data: list[Any], nparti
 
 def _describe_data(data: Any) -> str:
     scalars, properties = data
-    said = [f"{kind} {', '.join(f'{n} ({k})' for n, k in fields)}" for kind, fields in (("scalars", scalars), ("properties", properties)) if fields]
+    said = [
+        f"{kind} {', '.join(f'{name} ({columns})' for name, columns in fields)}"
+        for kind, fields in (("scalars", scalars), ("properties", properties))
+        if fields
+    ]
     return "; ".join(said) or "no scalars or properties"
 
 

@@ -28,7 +28,9 @@ from dask_prefetch.tractogram import MixedDataWarning
 
 DATA = pathlib.Path(nib.__file__).parent / "tests" / "data"
 NIB_TRK = ["complex.trk", "complex_big_endian.trk", "empty.trk", "simple.trk", "standard.trk", "standard.LPS.trk"]
-NIB_TCK = ["empty.tck", "matlab_nan.tck", "multiline_header_field.tck", "simple.tck", "simple_big_endian.tck", "standard.tck"]
+NIB_TCK = [
+    "empty.tck", "matlab_nan.tck", "multiline_header_field.tck", "simple.tck", "simple_big_endian.tck", "standard.tck"
+]
 SYNC = {"scheduler": "sync"}
 
 
@@ -205,7 +207,7 @@ def dipy_files() -> pathlib.Path | None:
     return None if spec is None else pathlib.Path(spec.origin).parent / "data" / "files"
 
 
-@pytest.mark.skipif(dipy_files() is None, reason="dipy is not installed (its wheel ships tracks300.trk, EuDX_small_25.trk)")
+@pytest.mark.skipif(dipy_files() is None, reason="dipy not installed (it ships tracks300.trk, EuDX_small_25.trk)")
 def test_dipys_files_with_nibabels_in_one_glob(store):
     files = dipy_files()
     objects = {p.name: p.read_bytes() for p in files.glob("*.trk")} | nib_files(["empty.trk", "standard.trk"])
@@ -221,7 +223,8 @@ def test_dipys_files_with_nibabels_in_one_glob(store):
 
 def sharded_objects(tmp_path, shards=((5, 1), (0, 2), (7, 3))):
     """A global header + shards as upload_sharded writes them (complete TRKs matching it), on disk."""
-    paths = upload_sharded(fsspec.filesystem("file"), str(tmp_path / "t"), [synthetic_streamlines(n, s) for n, s in shards])
+    local = fsspec.filesystem("file")
+    paths = upload_sharded(local, str(tmp_path / "t"), [synthetic_streamlines(n, s) for n, s in shards])
     streamlines = [s for n, seed in shards for s in synthetic_streamlines(n, seed)]
     return paths, streamlines
 
@@ -302,7 +305,8 @@ def test_a_shard_holding_more_than_its_own_count_says_how_to_choose(tmp_path):
     data[988:992] = np.int32(3).tobytes()  # claims 3 of its 7
     pathlib.Path(paths[2]).write_bytes(bytes(data))
     tg = read_tractogram(str(tmp_path / "t.*"))
-    with pytest.raises(CorruptTractogramError, match=r"t\.pt001: at byte 988: its own header claims n_count=3 but it holds 7"):
+    claims = r"t\.pt001: at byte 988: its own header claims n_count=3 but it holds 7"
+    with pytest.raises(CorruptTractogramError, match=claims):
         tg.lengths.compute(**SYNC)
     assert read_tractogram(str(tmp_path / "t.*"), layout="files").lengths.compute(**SYNC).size == 5 + 3
     assert read_tractogram(str(tmp_path / "t.*"), header_bytes=1000).lengths.compute(**SYNC).size == 5 + 7
@@ -433,7 +437,9 @@ def tractogram_file(draw) -> bytes:
     if n and draw(st.booleans()):
         per_point = {"fa": [rng.random((len(s), 1)).astype(np.float32) for s in streamlines]}
         per_line = {"mean": rng.random((n, 2)).astype(np.float32)}
-    tractogram = Tractogram(streamlines, data_per_point=per_point, data_per_streamline=per_line, affine_to_rasmm=np.eye(4))
+    tractogram = Tractogram(
+        streamlines, data_per_point=per_point, data_per_streamline=per_line, affine_to_rasmm=np.eye(4)
+    )
     header = {}
     if draw(st.booleans()):  # another reference space: voxel order and voxel sizes shape the points
         header = {

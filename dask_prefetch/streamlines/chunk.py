@@ -75,7 +75,8 @@ class TractogramHeader:
     def data_fields(self) -> tuple[tuple[tuple[str, int], ...], tuple[tuple[str, int], ...]]:
         """``((scalar name, columns), ...), ((property name, columns), ...)``: the named data each
         streamline carries, which files must share to be read into one chunk."""
-        return tuple(zip(self.scalar_names, self.scalar_columns)), tuple(zip(self.property_names, self.property_columns))
+        scalars = tuple(zip(self.scalar_names, self.scalar_columns))
+        return scalars, tuple(zip(self.property_names, self.property_columns))
 
 
 @dataclass

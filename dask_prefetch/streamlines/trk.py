@@ -122,7 +122,9 @@ def _voxmm_to_rasmm(fields: dict, name: str) -> np.ndarray:
     return affine
 
 
-def _named_fields(raw: np.ndarray, n: int, rest: str, name: str, offset: int) -> tuple[tuple[str, ...], tuple[int, ...]]:
+def _named_fields(
+    raw: np.ndarray, n: int, rest: str, name: str, offset: int
+) -> tuple[tuple[str, ...], tuple[int, ...]]:
     """The names of ``n`` columns as nibabel gives them, and how many columns each covers.
 
     TRK packs ``name\\0<count>`` for a name that covers several columns; names with a count of 0
@@ -213,8 +215,8 @@ class TrkReader:
         one array) and its :meth:`PointsBuilder.finish` gives the result.
         """
         if self._records.n_scalars or self._records.n_props:  # kept in chunks, then joined
-            chunks = list(self)
-            chunk = StreamlineChunk.concat(chunks) if chunks else StreamlineChunk.empty(self._records.n_scalars, self._records.n_props)
+            empty = StreamlineChunk.empty(self._records.n_scalars, self._records.n_props)
+            chunk = StreamlineChunk.concat(list(self) or [empty])  # an empty file: still (0, k) arrays
             if into is not None:
                 into.append(chunk)
             return chunk
