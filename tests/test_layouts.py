@@ -9,6 +9,7 @@ import importlib.util
 import io
 import os
 import pathlib
+import re
 import shutil
 import warnings
 
@@ -20,6 +21,7 @@ from conftest import BUCKET
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from nibabel.streamlines import TckFile, Tractogram, TrkFile
+from nibabel.streamlines.trk import header_2_dtype
 
 from dask_prefetch import read_tractogram
 from dask_prefetch.streamlines import CorruptTractogramError, StreamlineChunk
@@ -308,6 +310,8 @@ def test_a_shard_holding_more_than_its_own_count_says_how_to_choose(tmp_path):
     claims = r"t\.pt001: at byte 988: its own header claims n_count=3 but it holds 7"
     with pytest.raises(CorruptTractogramError, match=claims):
         tg.lengths.compute(**SYNC)
+    with pytest.raises(CorruptTractogramError, match=claims):  # also within a group of shards
+        read_tractogram(str(tmp_path / "t.*"), npartitions=1).lengths.compute(**SYNC)
     assert read_tractogram(str(tmp_path / "t.*"), layout="files").lengths.compute(**SYNC).size == 5 + 3
     assert read_tractogram(str(tmp_path / "t.*"), header_bytes=1000).lengths.compute(**SYNC).size == 5 + 7
 
@@ -430,9 +434,10 @@ def tractogram_file(draw) -> bytes:
     rng = np.random.default_rng(seed)
     streamlines = [rng.normal(20, 5, (int(k), 3)).astype(np.float32) for k in rng.integers(1, 12, n)]
     buf = io.BytesIO()
+    big_endian = draw(st.booleans())
     if fmt == "tck":
         TckFile(Tractogram(streamlines, affine_to_rasmm=np.eye(4))).save(buf)
-        return buf.getvalue()
+        return swapped_tck(buf.getvalue()) if big_endian else buf.getvalue()
     per_point, per_line = {}, {}
     if n and draw(st.booleans()):
         per_point = {"fa": [rng.random((len(s), 1)).astype(np.float32) for s in streamlines]}
@@ -448,7 +453,22 @@ def tractogram_file(draw) -> bytes:
             nib.streamlines.Field.DIMENSIONS: np.array([40, 50, 30], np.int16),
         }
     TrkFile(tractogram, header=header or None).save(buf)
-    return buf.getvalue()
+    return swapped_trk(buf.getvalue()) if big_endian else buf.getvalue()
+
+
+def swapped_trk(data: bytes) -> bytes:
+    """The same TRK file, big-endian (nibabel writes native byte order only)."""
+    fields = np.frombuffer(data[:1000], header_2_dtype)
+    body = np.frombuffer(data[1000:], np.uint32)  # int32 counts and float32 values: all 4-byte words
+    return fields.astype(header_2_dtype.newbyteorder(">")).tobytes() + body.byteswap().tobytes()
+
+
+def swapped_tck(data: bytes) -> bytes:
+    """The same TCK file, Float32BE."""
+    offset = int(re.search(rb"file: \. (\d+)", data).group(1))
+    head = data[:offset].replace(b"datatype: Float32LE", b"datatype: Float32BE")
+    assert len(head) == offset
+    return head + np.frombuffer(data[offset:], np.uint32).byteswap().tobytes()
 
 
 @settings(max_examples=20, deadline=2000, suppress_health_check=[HealthCheck.function_scoped_fixture])
