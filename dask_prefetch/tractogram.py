@@ -167,7 +167,9 @@ def read_tractogram(
         A path, a glob, or a list of them in order (``str``, or ``os.PathLike`` for local files),
         all on one store: ``s3://`` (read with rolling prefetch), local (plain paths, ``file://``),
         or any other fsspec protocol (``memory://``, ...: read through the fsspec filesystem they
-        were listed on). Each file at most once: a list (globs expanded) naming a file twice raises.
+        were listed on, never another one; ``memory://`` lives in one process, so worker processes
+        of a cluster do not see it). Each file at most once: a list (globs expanded) naming a file
+        twice raises.
     layout
         ``"files"``: every object is a complete TRK or TCK file, read with its own header.
         ``"sharded"``: a lone 1000-byte TRK header object (the first of a list; in a single glob,
