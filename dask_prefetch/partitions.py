@@ -3,15 +3,18 @@
 A :class:`Partition` names the objects of one sequential stream and how to parse them (a group
 of shards behind a global header, a group of complete files, or a byte range of one TCK file).
 :func:`read_partition` is what every ``read_tractogram`` task runs: it opens the stream through
-an :class:`Opener` (``S3PrefetchFileSystem`` with rolling prefetch, or local files) and parses
-it. The cluster plugins find these tasks by that function (see ``cluster/tasks.py``).
+an :class:`Opener` (``S3PrefetchFileSystem`` with rolling prefetch, local files, or the fsspec
+filesystem the paths were listed on) and parses it. The cluster plugins find these tasks by that
+function (see ``cluster/tasks.py``).
 """
 
 from __future__ import annotations
 
 import builtins
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
+
+import numpy as np
 
 from .streamlines import StreamlineChunk, TractogramHeader, open_reader
 from .streamlines.errors import CorruptTractogramError, in_shard
@@ -24,8 +27,9 @@ class Partition:
     """What one task reads: the objects of one stream and how to parse them.
 
     ``kind`` is ``"bodies"`` (``paths[0]`` a global header, the rest read from ``header_bytes``),
-    ``"files"`` (complete files read one after the other) or ``"tck-range"`` (data bytes
-    ``[start, stop)`` of one TCK file).
+    ``"files"`` (complete files read one after the other, each by its own header; files of one
+    partition carry the same named data) or ``"tck-range"`` (data bytes ``[start, stop)`` of one
+    TCK file).
     """
 
     kind: str
@@ -37,6 +41,9 @@ class Partition:
     nbytes: int = 0  # bytes the task reads, to balance partitions across workers
     sizes: tuple[int, ...] = ()  # of the "bodies" objects, to name the shard an error is in
     pins: tuple[tuple[str, int, str | None, str | None], ...] = ()  # (name, size, ETag, VersionId) per path
+    # "bodies" whose shards were detected by their own headers: the n_count each of those claims (0: none),
+    # checked against what the shard holds (a shard holding more than it claims is not read as nibabel would)
+    shard_counts: tuple[int, ...] = ()
 
     def first_stream(self) -> tuple[tuple[str, ...], int, int, list[dict] | None]:
         """``(paths, header_bytes, offset, pinned)`` of the first stream the task opens.
@@ -61,10 +68,23 @@ class Partition:
 
 @dataclass(frozen=True)
 class Opener:
-    """How tasks open files: through S3PrefetchFileSystem (rolling prefetch), or locally."""
+    """How tasks open files: through the filesystem the paths were listed on, never another one.
 
-    fs: Any  # S3PrefetchFileSystem, or None for local files
+    Attributes
+    ----------
+    fs
+        ``S3PrefetchFileSystem`` (rolling prefetch) for S3, else None.
+    open_kwargs
+        Passed to ``fs.open`` (block size, prefetch storage).
+    source
+        With ``fs`` None: the fsspec filesystem of any other protocol (``memory://``, ...), which
+        opens the paths itself (fsspec filesystems pickle, so tasks carry it); None for local files,
+        opened with ``open``.
+    """
+
+    fs: Any
     open_kwargs: dict
+    source: Any = None
 
     def open(self, paths: Sequence[str], header_bytes: int = 0, offset: int = 0, pinned: list | None = None) -> Any:
         """One stream over ``paths`` (``header_bytes`` skipped after the first), positioned at ``offset``."""
@@ -72,19 +92,23 @@ class Opener:
             return self.fs.open(
                 list(paths), header_bytes=header_bytes, offset=offset, pinned=pinned, **self.open_kwargs
             )
+        open_file = builtins.open if self.source is None else self.source.open
         if len(paths) == 1:
-            f = builtins.open(paths[0], "rb")
+            f = open_file(paths[0], "rb")
             f.seek(offset)
             return f
-        return LocalStream(paths, header_bytes)
+        return LocalStream(paths, header_bytes, open_file)
 
 
 class LocalStream:
-    """Local files read front to back as one stream, ``header_bytes`` skipped after the first."""
+    """Files read front to back as one stream, ``header_bytes`` skipped after the first.
 
-    def __init__(self, paths: Sequence[str], header_bytes: int) -> None:
-        self._paths, self._header_bytes = list(paths), header_bytes
-        self._file = builtins.open(self._paths[0], "rb")
+    ``open_file(path, "rb")`` opens each (``open`` for local files, or an fsspec filesystem's ``open``).
+    """
+
+    def __init__(self, paths: Sequence[str], header_bytes: int, open_file: Callable[..., Any] = builtins.open) -> None:
+        self._paths, self._header_bytes, self._open = list(paths), header_bytes, open_file
+        self._file = self._open(self._paths[0], "rb")
         self._i = 0
 
     def __enter__(self) -> "LocalStream":
@@ -104,7 +128,7 @@ class LocalStream:
                 break
             self._file.close()
             self._i += 1
-            self._file = builtins.open(self._paths[self._i], "rb")
+            self._file = self._open(self._paths[self._i], "rb")
             self._file.seek(self._header_bytes)
         return bytes(out)
 
@@ -123,11 +147,12 @@ def read_partition(
     if part.kind == "bodies":
         with opener.open(*part.first_stream()) as f:
             try:
-                chunks.append(
-                    TrkReader(f, part.paths[0], ignore_count=not part.whole, chunk_bytes=chunk_bytes).read_all()
-                )
+                reader = TrkReader(f, part.paths[0], ignore_count=not part.whole, chunk_bytes=chunk_bytes)
+                chunks.append(reader.read_all())
             except CorruptTractogramError as e:
                 raise in_shard(e, part.paths, part.sizes, part.header_bytes) from None
+        if part.shard_counts:
+            check_shard_counts(chunks[0], part, reader.header.n_scalars, reader.header.n_properties)
     elif part.kind == "files":
         for path in part.paths:
             with opener.open([path], pinned=part.pinned([path])) as f:
@@ -143,3 +168,29 @@ def read_partition(
             )
             chunks.extend(reader)
     return StreamlineChunk.concat(chunks)
+
+
+def check_shard_counts(chunk: StreamlineChunk, part: Partition, n_scalars: int, n_properties: int) -> None:
+    """Every shard of a ``"bodies"`` partition holds no more streamlines than its own header claims.
+
+    Shards found to be sharded by their own headers could also be read as complete files, which
+    nibabel would stop after ``n_count`` records: the two readings agree unless a shard holds more.
+
+    Raises
+    ------
+    CorruptTractogramError
+        Naming the first shard that holds more streamlines than its ``n_count``.
+    """
+    record = 4 + 4 * (chunk.lengths * (3 + n_scalars) + n_properties)  # bytes of each record
+    starts = np.cumsum(record) - record
+    ends = np.cumsum([size - part.header_bytes for size in part.sizes[1:]])  # of each shard's body in the stream
+    held = np.bincount(np.searchsorted(ends, starts, side="right"), minlength=len(ends))
+    for path, claimed, n in zip(part.paths[1:], part.shard_counts, held):
+        if 0 < claimed < n:
+            raise CorruptTractogramError(
+                path,
+                988,
+                f"its own header claims n_count={claimed} but it holds {n} streamlines after the global header "
+                f"{part.paths[0]!r}: read as a complete file it ends after {claimed}. Say which is meant: "
+                "layout='files' (each file by its own header) or header_bytes=1000 (shards read to their ends)",
+            )

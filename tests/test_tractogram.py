@@ -9,7 +9,7 @@ import dask
 import numpy as np
 import pytest
 from conftest import BUCKET
-from distributed import Client, LocalCluster
+from distributed import Client, LocalCluster, futures_of, wait
 from nibabel.streamlines import TckFile, Tractogram, TrkFile
 from s3fs.utils import FileExpired
 
@@ -220,3 +220,24 @@ def test_a_tck_whose_data_starts_past_the_first_mib(tmp_path, npartitions):
     tg = read_tractogram(str(path), npartitions=npartitions)
     check(tg, decode(path.read_bytes()))
     assert len(tg.lengths.compute()) == len(streamlines)
+
+
+def test_persist_on_a_cluster_keeps_the_chunks_on_the_workers(raw_fs, storage_options, shards):
+    """#20: each compute re-downloaded everything. After persist, the objects can go: computes reuse
+    the chunks held by the workers (and the unpersisted tractogram cannot be read any more)."""
+    objects, expected = layout("global-header", shards)
+    for name, data in objects.items():
+        raw_fs.pipe(f"{BUCKET}/p/{name}", data)
+    tg = read_tractogram(f"s3://{BUCKET}/p/hydi.*", storage_options=storage_options)
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0") as cluster:
+        with Client(cluster):
+            kept = tg.persist()
+            futures = futures_of(kept.points)
+            assert len(futures) == tg.npartitions  # one future per partition, held by the worker
+            wait(futures)
+            assert all(f.status == "finished" for f in futures)
+            raw_fs.rm(f"{BUCKET}/p", recursive=True)
+            for _ in range(2):
+                check(kept, expected, scheduler=None)
+            with pytest.raises((FileNotFoundError, FileExpired)):
+                tg.lengths.compute()

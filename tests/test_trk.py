@@ -66,8 +66,13 @@ def test_scalars_and_properties(name):
     with open(DATA / name, "rb") as f:
         reader = TrkReader(f, name, chunk_bytes=100)
         chunk = StreamlineChunk.concat(list(reader))
-    assert reader.header.scalar_names == ("colors", "colors", "colors", "fa")
-    assert reader.header.property_names[:3] == ("mean_colors", "mean_colors", "mean_colors")
+    header = reader.header
+    # one name per field, as nibabel's keys, with its columns (issue #20: 'colors' came once per column)
+    assert header.scalar_names == tuple(reference.tractogram.data_per_point) == ("colors", "fa")
+    assert header.scalar_columns == (3, 1) and header.n_scalars == 4
+    assert header.scalar_column_names == ("colors", "colors", "colors", "fa")
+    assert header.property_names == tuple(reference.tractogram.data_per_streamline)
+    assert header.property_columns == (3, 1, 1) and header.n_properties == 5
     per_point = reference.tractogram.data_per_point
     np.testing.assert_array_equal(chunk.scalars[:, :3], per_point["colors"].get_data())
     np.testing.assert_array_equal(chunk.scalars[:, 3:], per_point["fa"].get_data())

@@ -19,11 +19,18 @@ class TractogramHeader:
     voxel_to_rasmm
         4x4 affine of the reference image (identity when the format has none).
     nb_streamlines
-        Count announced by the header, or None when unknown (TRK ``n_count`` 0, TCK without ``count``).
+        The count **the header claims** (TRK ``n_count``, TCK ``count``), or None when it claims
+        none (TRK ``n_count`` 0, TCK without ``count``). Never checked against the data and never
+        trusted for correctness: as in nibabel, a TRK reader stops after that many records (a
+        larger claim than the file holds just reads to the end), a TCK reader reads to the Inf row.
     data_offset
         Byte offset of the first streamline record.
     scalar_names, property_names
-        TRK per-point scalars and per-streamline properties (empty for TCK).
+        TRK per-point scalars and per-streamline properties, one name per field as nibabel names
+        them (the keys of ``data_per_point`` / ``data_per_streamline``; columns no name covers are
+        ``"scalars"`` / ``"properties"``). Empty for TCK.
+    scalar_columns, property_columns
+        Columns of each of those fields (``scalar_names[i]`` has ``scalar_columns[i]`` columns).
     fields
         The raw header fields, for anything else.
     """
@@ -34,7 +41,42 @@ class TractogramHeader:
     data_offset: int
     scalar_names: tuple[str, ...] = ()
     property_names: tuple[str, ...] = ()
+    scalar_columns: tuple[int, ...] = ()
+    property_columns: tuple[int, ...] = ()
     fields: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        for names, columns in ((self.scalar_names, "scalar_columns"), (self.property_names, "property_columns")):
+            if not getattr(self, columns):  # one column per name unless told otherwise
+                object.__setattr__(self, columns, (1,) * len(names))
+            elif len(getattr(self, columns)) != len(names):
+                raise ValueError(f"{columns} needs one count per name, got {getattr(self, columns)} for {names}")
+
+    @property
+    def n_scalars(self) -> int:
+        """Scalars per point (columns of a chunk's ``scalars``)."""
+        return sum(self.scalar_columns)
+
+    @property
+    def n_properties(self) -> int:
+        """Properties per streamline (columns of a chunk's ``properties``)."""
+        return sum(self.property_columns)
+
+    @property
+    def scalar_column_names(self) -> tuple[str, ...]:
+        """One name per scalar column (a field of k columns repeats its name k times)."""
+        return tuple(n for n, k in zip(self.scalar_names, self.scalar_columns) for _ in range(k))
+
+    @property
+    def property_column_names(self) -> tuple[str, ...]:
+        """One name per property column."""
+        return tuple(n for n, k in zip(self.property_names, self.property_columns) for _ in range(k))
+
+    def data_fields(self) -> tuple[tuple[tuple[str, int], ...], tuple[tuple[str, int], ...]]:
+        """``((scalar name, columns), ...), ((property name, columns), ...)``: the named data each
+        streamline carries, which files must share to be read into one chunk."""
+        scalars = tuple(zip(self.scalar_names, self.scalar_columns))
+        return scalars, tuple(zip(self.property_names, self.property_columns))
 
 
 @dataclass
@@ -105,7 +147,15 @@ class StreamlineChunk:
 
     @classmethod
     def concat(cls, chunks: Sequence["StreamlineChunk"]) -> "StreamlineChunk":
-        """One chunk holding all of ``chunks`` in order."""
+        """One chunk holding all of ``chunks`` in order.
+
+        Raises
+        ------
+        ValueError
+            If the chunks disagree on scalars or properties: some have them and others not
+            (``None``), or they have different numbers of columns. Points and lengths alone can
+            always be joined: drop the others first (``StreamlineChunk(c.points, c.lengths)``).
+        """
         if not chunks:
             return cls.empty()
         if len(chunks) == 1:
@@ -113,6 +163,10 @@ class StreamlineChunk:
 
         def cat(name: str) -> np.ndarray | None:
             parts = [getattr(c, name) for c in chunks]
+            shapes = {None if p is None else p.shape[1:] for p in parts}
+            if len(shapes) > 1:
+                described = sorted("none" if s is None else f"{s[0] if s else 1} columns" for s in shapes)
+                raise ValueError(f"cannot join chunks whose {name} differ: {', '.join(described)}")
             return None if parts[0] is None else np.concatenate(parts)
 
         return cls(cat("points"), cat("lengths"), cat("scalars"), cat("properties"))  # type: ignore[arg-type]

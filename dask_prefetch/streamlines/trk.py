@@ -82,13 +82,17 @@ def parse_trk_header(buf: bytes, name: str = "<file>") -> TractogramHeader:
     count = int(fields["nb_streamlines"])
     if count < 0:
         raise CorruptTractogramError(name, 988, f"negative streamline count n_count={count}")
+    scalar_names, scalar_columns = _named_fields(fields["scalar_name"], n_scalars, "scalars", name, 38)
+    property_names, property_columns = _named_fields(fields["property_name"], n_properties, "properties", name, 240)
     return TractogramHeader(
         format="trk",
         voxel_to_rasmm=vox_to_ras.astype(np.float64),
         nb_streamlines=count if count > 0 else None,
         data_offset=HEADER_SIZE,
-        scalar_names=_names(fields["scalar_name"], n_scalars, name, 38),
-        property_names=_names(fields["property_name"], n_properties, name, 240),
+        scalar_names=scalar_names,
+        property_names=property_names,
+        scalar_columns=scalar_columns,
+        property_columns=property_columns,
         fields=fields,
     )
 
@@ -118,14 +122,20 @@ def _voxmm_to_rasmm(fields: dict, name: str) -> np.ndarray:
     return affine
 
 
-def _names(raw: np.ndarray, n: int, name: str, offset: int) -> tuple[str, ...]:
-    """One name per column: TRK packs ``name\\0<count>`` for a name that covers several columns.
+def _named_fields(
+    raw: np.ndarray, n: int, rest: str, name: str, offset: int
+) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    """The names of ``n`` columns as nibabel gives them, and how many columns each covers.
 
-    ``offset`` is where the ten 20-byte names start in the header, for messages.
+    TRK packs ``name\\0<count>`` for a name that covers several columns; names with a count of 0
+    (empty ones) are skipped, and columns no name covers are called ``rest``, as in nibabel's
+    ``TrkFile.load``. ``offset`` is where the ten 20-byte names start in the header, for messages.
     """
     names: list[str] = []
+    columns: list[int] = []
+    covered = 0
     for i, encoded in enumerate(raw):
-        if len(names) >= n:
+        if covered >= n:
             break
         raw_name = bytes(encoded)
         if not raw_name.strip(b"\0"):
@@ -134,9 +144,16 @@ def _names(raw: np.ndarray, n: int, name: str, offset: int) -> tuple[str, ...]:
             column, count = decode_value_from_name(raw_name)
         except (ValueError, HeaderError):  # a count that is not an integer, or stray bytes after it
             raise CorruptTractogramError(name, offset + 20 * i, f"bad scalar or property name {raw_name!r}") from None
-        names.extend([column] * min(max(count, 1), n - len(names)))  # a corrupt count must not build a huge list
-    names.extend([""] * (n - len(names)))
-    return tuple(names[:n])
+        if count <= 0:
+            continue
+        count = min(count, n - covered)  # a corrupt count must not claim columns the records lack
+        names.append(column)
+        columns.append(count)
+        covered += count
+    if covered < n:
+        names.append(rest)
+        columns.append(n - covered)
+    return tuple(names), tuple(columns)
 
 
 class TrkReader:
@@ -182,7 +199,7 @@ class TrkReader:
         self.chunk_bytes = max(int(CHUNK_BYTES if chunk_bytes is None else chunk_bytes), 64)
         fields = self.header.fields
         self._records = RecordGatherer(
-            len(self.header.scalar_names), len(self.header.property_names), fields["_voxmm_to_rasmm"], name, use_kernels
+            self.header.n_scalars, self.header.n_properties, fields["_voxmm_to_rasmm"], name, use_kernels
         )
         self._order = fields["_endianness"]
 
@@ -198,7 +215,8 @@ class TrkReader:
         one array) and its :meth:`PointsBuilder.finish` gives the result.
         """
         if self._records.n_scalars or self._records.n_props:  # kept in chunks, then joined
-            chunk = StreamlineChunk.concat(list(self))
+            empty = StreamlineChunk.empty(self._records.n_scalars, self._records.n_props)
+            chunk = StreamlineChunk.concat(list(self) or [empty])  # an empty file: still (0, k) arrays
             if into is not None:
                 into.append(chunk)
             return chunk
