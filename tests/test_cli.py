@@ -15,6 +15,7 @@ from conftest import BUCKET
 
 from dask_prefetch.cli.main import cli, main
 from dask_prefetch.cli.types import NUMERIC_TYPES, StorageEntry
+from dask_prefetch.testing import LocalS3Server
 from dask_prefetch.testing.tractograms import sharded_tractogram, synthetic_streamlines, trk_bytes, upload_sharded
 
 
@@ -211,3 +212,38 @@ def test_usage_errors_are_one_line_and_verbose_shows_the_usage(capsys):
     err = capsys.readouterr().err
     assert "Usage: dask-prefetch stats" in err and "0 is not in the range x>=1" in err
 
+
+# --- a task failing on a worker: one line, no worker log (#19.6) -----------------------------------
+
+
+def test_a_task_failing_on_a_worker_prints_one_line(tmp_path):
+    raw = trk_bytes(synthetic_streamlines(200, seed=1))
+    bad = tmp_path / "truncated.trk"
+    bad.write_bytes(raw[:-7])  # the header is fine (the graph builds); the last record is cut short
+    result = run_cli(["stats", str(bad), "--workers", "1", "--no-progress"], timeout=120)
+    assert result.returncode == 1, result.stderr
+    line = one_line(result.stderr)
+    assert line.startswith("dask-prefetch: error: CorruptTractogramError: ") and "truncated" in line, line
+    # --verbose: the traceback (and the worker's log of the failed task)
+    result = run_cli(["--verbose", "stats", str(bad), "--workers", "1", "--no-progress"], timeout=120)
+    assert result.returncode == 1
+    assert "Traceback" in result.stderr and "CorruptTractogramError" in result.stderr
+
+
+# --- the demo without its extra (#16.5) ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("module", ["moto", "flask", "flask_cors"])
+def test_the_demo_without_the_demo_extra_names_it(module):
+    # The module made unimportable in the CLI's process (sys.modules[name] = None: find_spec says None).
+    code = f"import sys; sys.modules[{module!r}] = None; from dask_prefetch.cli.main import main; sys.exit(main(['demo']))"
+    result = run_cli(["demo"], timeout=60, code=code)
+    assert result.returncode == 1, result.stderr
+    line = one_line(result.stderr)
+    assert 'pip install "dask-prefetch[demo]"' in line and module in line, line
+
+
+def test_the_local_s3_server_without_moto_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "moto", None)
+    with pytest.raises(ImportError, match=r'moto: pip install "dask-prefetch\[demo\]"'):
+        LocalS3Server().start()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import time
 
@@ -10,6 +11,8 @@ import click
 import numpy as np
 
 from .job import Summary, report, run
+
+DEMO_EXTRA = ("moto", "flask", "flask_cors")  # what the [demo] extra installs for the local S3 server
 
 
 def run_demo(
@@ -23,7 +26,18 @@ def run_demo(
     progress: bool | None,
     timeline: str | None = None,
 ) -> None:
-    """Start a local S3 server (and a simulated WAN), write a sample tractogram, summarise it on a LocalCluster."""
+    """Start a local S3 server (and a simulated WAN), write a sample tractogram, summarise it on a LocalCluster.
+
+    Raises
+    ------
+    click.ClickException
+        If the ``[demo]`` extra (moto, flask, flask-cors: the local S3 server) is not installed.
+    """
+    missing = [name for name in DEMO_EXTRA if importlib.util.find_spec(name) is None]
+    if missing:
+        raise click.ClickException(
+            f"the demo's local S3 server needs {', '.join(missing)}: pip install \"dask-prefetch[demo]\""
+        )
     import s3fs
 
     from ..testing import LocalS3Server, WanProxy

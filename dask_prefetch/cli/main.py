@@ -32,20 +32,57 @@ def cli(ctx: click.Context, verbose: bool) -> None:
         logging.getLogger("dask_prefetch").setLevel(logging.DEBUG)
 
 
+# distributed logs a failed task (a multi-line "Compute Failed" record with its traceback) at ERROR
+# before the client raises it; the CLI prints the error itself, as one line.
+_TASK_FAILURE_LOGGERS = ("distributed.worker", "distributed.scheduler", "distributed.nanny")
+
+
+def _verbose() -> bool:
+    ctx = click.get_current_context(silent=True)
+    return bool(ctx is not None and (ctx.find_root().obj or {}).get("verbose"))
+
+
+@contextlib.contextmanager
+def _quiet_task_failures(verbose: bool) -> Iterator[None]:
+    """Without ``--verbose``, silence distributed's logging of failed tasks in this process."""
+    if verbose:
+        yield
+        return
+    loggers = [logging.getLogger(name) for name in _TASK_FAILURE_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+
+
 @contextlib.contextmanager
 def _cluster(scheduler: str | None, workers: int, threads: int, storage: list | None) -> Iterator[Any]:
-    """A client of ``scheduler``, or of a new LocalCluster; both plugins registered."""
+    """A client of ``scheduler``, or of a new LocalCluster; both plugins registered.
+
+    Without ``--verbose``, distributed's logging of a failed task is silenced here and on the
+    LocalCluster's workers (``silence_logs``): the error reaches the user as the CLI's one line.
+    The workers of an existing cluster (``scheduler``) keep their own logging.
+    """
     from distributed import Client, LocalCluster
 
     from ..cluster import register_plugins
 
+    verbose = _verbose()
     with contextlib.ExitStack() as stack:
+        stack.enter_context(_quiet_task_failures(verbose))
         if scheduler:
             client = stack.enter_context(Client(scheduler))
         else:
             cluster = stack.enter_context(
                 LocalCluster(
-                    n_workers=workers, threads_per_worker=threads, dashboard_address=":0", silence_logs=logging.ERROR
+                    n_workers=workers,
+                    threads_per_worker=threads,
+                    dashboard_address=":0",
+                    silence_logs=logging.ERROR if verbose else logging.CRITICAL,
                 )
             )
             client = stack.enter_context(Client(cluster))
@@ -89,7 +126,7 @@ def stats(
     tg = read_tractogram(
         list(paths), header_bytes=header_bytes, storage_options=options or None, npartitions=npartitions
     )  # bad paths fail here, before any cluster starts
-    click.echo(f"{tg!r}", err=True)
+    click.echo(f"{tg!r}")  # on stdout, with the summary: stderr is for the progress bar and errors
     with _cluster(scheduler, workers, threads, tiers) as client:
         report(run(tg, client, progress))
 
