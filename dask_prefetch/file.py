@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import threading
 import weakref
 from typing import Any, Sequence
 
@@ -34,6 +35,16 @@ class PrefetchFile(io.RawIOBase):
     Closing (explicitly, by leaving a ``with`` block, by garbage collection or at interpreter
     exit) stops the prefetch and deletes every cache file. Pickling gives "re-open at this
     position": the copy pins the objects' ETags afresh.
+
+    Threads may share one file. Each call (``read``, ``readinto``, ``readline``, ``seek``,
+    ``tell``) holds the file's lock: it returns the file's bytes from the position it began at
+    and moves that position by exactly as many, as if the calls ran one after another. The
+    position is shared, so ``seek`` then ``read`` in one thread may read from where another
+    thread moved it in between; threads that each want their own ranges should open a file each
+    (prefetch plans ahead of one position) or hold a lock of their own around the pair.
+    ``close`` from another thread does not wait for a read in progress to get its data: it
+    stops the engine at once, which wakes a reader waiting for bytes with ``ValueError`` (I/O
+    operation on closed file); a read that already has its bytes returns them.
     """
 
     def __init__(
@@ -60,6 +71,8 @@ class PrefetchFile(io.RawIOBase):
         self._serial: int | None = None
         self._fd: int | None = None
         self._lo = self._end = 0  # block offsets known to be present: [_lo, _end)
+        # Held by every call that uses or moves the position or the descriptor (one GET takes far longer).
+        self._lock = threading.RLock()
         self._finalizer = weakref.finalize(self, engine.close)
 
     @property
@@ -96,8 +109,9 @@ class PrefetchFile(io.RawIOBase):
         return True
 
     def tell(self) -> int:
-        self._checkClosed()
-        return self._pos
+        with self._lock:
+            self._checkClosed()
+            return self._pos
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
         """Move to ``offset`` (from the start, the current position or the end); re-plan prefetch.
@@ -116,9 +130,14 @@ class PrefetchFile(io.RawIOBase):
         OSError
             If the position would be negative.
         """
-        self._checkClosed()
+        self._checkClosed()  # first, as io's files do (again below, under the lock)
         offset = _int_argument(offset, "seek() offset")
         whence = _int_argument(whence, "seek() whence")
+        with self._lock:
+            self._checkClosed()
+            return self._seek(offset, whence)
+
+    def _seek(self, offset: int, whence: int) -> int:
         if whence == io.SEEK_SET:
             position = offset
         elif whence == io.SEEK_CUR:
@@ -145,13 +164,18 @@ class PrefetchFile(io.RawIOBase):
         TypeError
             If ``buffer`` is not a writable bytes-like object.
         """
-        self._checkClosed()
+        self._checkClosed()  # first, as io's files do (again below, under the lock)
         try:
             view = memoryview(buffer).cast("B")
         except TypeError:
             raise TypeError(f"readinto() needs a writable bytes-like object, got {type(buffer).__name__}") from None
         if view.readonly:
             raise TypeError(f"readinto() needs a writable bytes-like object, got a read-only {type(buffer).__name__}")
+        with self._lock:
+            self._checkClosed()
+            return self._readinto(view)
+
+    def _readinto(self, view: memoryview) -> int:
         total = 0
         started = self._pos
         try:
@@ -176,8 +200,13 @@ class PrefetchFile(io.RawIOBase):
         TypeError
             If ``size`` is neither an int nor None.
         """
-        self._checkClosed()
+        self._checkClosed()  # first, as io's files do (again below, under the lock)
         size = None if size is None else _int_argument(size, "read() size")
+        with self._lock:
+            self._checkClosed()
+            return self._read(size)
+
+    def _read(self, size: int | None) -> bytes:
         remaining = self.size - self._pos
         size = remaining if size is None or size < 0 else min(size, remaining)
         pieces = []
@@ -200,6 +229,11 @@ class PrefetchFile(io.RawIOBase):
 
     def readall(self) -> bytes:
         return self.read(-1)
+
+    def readline(self, size: int | None = -1) -> bytes:
+        """One line (up to ``size`` bytes), read under the lock: another thread's read cannot split it."""
+        with self._lock:
+            return super().readline(size)
 
     def _available(self, wanted: int) -> tuple[int, int, int]:
         """(fd, offset in block file, count) for up to ``wanted`` bytes at the position, waiting if needed."""
@@ -226,14 +260,20 @@ class PrefetchFile(io.RawIOBase):
             self._lo = self._end = 0
 
     def close(self) -> None:
-        """Stop prefetching and delete the cache files; idempotent and prompt."""
+        """Stop prefetching and delete the cache files; idempotent and prompt, from any thread.
+
+        The engine stops first, without the file's lock, so a read of another thread waiting for
+        data wakes at once with ``ValueError``; then, once no read holds it, the descriptor closes.
+        """
         if not self.closed:
+            self._finalizer()  # engine.close(): readers blocked in view() raise ValueError
+        with self._lock:
             self._close_fd()
-            self._finalizer()
-        super().close()
+            super().close()
 
     def __reduce__(self) -> tuple:
-        return _reopen, (self.fs, self.paths, self._open_kwargs, self._pos)
+        with self._lock:
+            return _reopen, (self.fs, self.paths, self._open_kwargs, self._pos)
 
 
 def _int_argument(value: Any, name: str) -> int:

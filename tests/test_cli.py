@@ -3,15 +3,44 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import click
 import pytest
 from conftest import BUCKET
 
-from dask_prefetch.cli.main import main
-from dask_prefetch.testing.tractograms import sharded_tractogram, upload_sharded
+from dask_prefetch.cli.main import cli, main
+from dask_prefetch.cli.types import NUMERIC_TYPES, StorageEntry
+from dask_prefetch.testing import LocalS3Server
+from dask_prefetch.testing.tractograms import sharded_tractogram, synthetic_streamlines, trk_bytes, upload_sharded
+
+
+def run_cli(args: list[str], timeout: float, code: str | None = None) -> subprocess.CompletedProcess:
+    """``python -m dask_prefetch ARGS`` (or ``python -c CODE``) as a user runs it; a hang fails the test.
+
+    On a timeout the whole process group (LocalCluster workers, servers) is killed.
+    """
+    command = [sys.executable, "-c", code] if code is not None else [sys.executable, "-m", "dask_prefetch", *args]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # fmt: skip
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise AssertionError(f"dask-prefetch {' '.join(args)} still running after {timeout} s") from None
+    return subprocess.CompletedProcess(command, proc.returncode, out, err)
+
+
+def one_line(stderr: str) -> str:
+    """The only line of ``stderr``; else an assertion showing it all."""
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, f"{len(lines)} lines on stderr:\n{stderr}"
+    return lines[0]
 
 
 @pytest.fixture
@@ -103,3 +132,118 @@ def test_bench_runs_a_script_of_the_checkout(tmp_path, capsys):
     assert code == 0, out
     assert (tmp_path / "bench_parsers.json").is_file() and (tmp_path / "bench.json").is_file()
     assert "TRK: ours >= 10x" in out and (tmp_path / "bench.png").is_file()
+
+
+# --- bad arguments: every numeric option of every command (#19.3) -----------------------------------
+
+ZERO_ALLOWED = {("stats", "--header-bytes"), ("demo", "--latency")}  # 0 means "none" there
+REQUIRED_ARGS = {"stats": ["x.trk"]}
+KNOWN = {
+    ("stats", "--workers"), ("stats", "--threads"), ("stats", "--header-bytes"), ("stats", "--npartitions"),
+    ("stats", "--storage"), ("demo", "--size-mb"), ("demo", "--shards"), ("demo", "--latency"),
+    ("demo", "--bandwidth-mib"), ("demo", "--workers"), ("demo", "--threads"), ("bench", "--repeat"),
+}  # fmt: skip
+
+
+def numeric_options() -> list[tuple[str, str, click.ParamType]]:
+    """``(command, --option, type)`` of every option taking a number, found in the click commands."""
+    found = []
+    for name, command in sorted(cli.commands.items()):
+        for param in command.params:
+            if isinstance(param, click.Option) and not param.is_flag and isinstance(param.type, NUMERIC_TYPES):
+                found.append((name, max(param.opts, key=len), param.type))
+    return found
+
+
+def bad_values(command: str, option: str, kind: click.ParamType) -> list[str]:
+    zero = [] if (command, option) in ZERO_ALLOWED else ["0"]
+    if isinstance(kind, StorageEntry):
+        return ["/tmp:0", "/tmp:-1", "/tmp:nan", "/tmp:inf", "/tmp:abc", "/tmp", ":64"]
+    if isinstance(kind, click.types.IntParamType):
+        return [*zero, "-1", "1.5", "nan", "inf", "abc", ""]
+    return [*zero, "-1", "nan", "inf", "-inf", "abc", ""]
+
+
+BAD = [(c, o, v) for c, o, kind in numeric_options() for v in bad_values(c, o, kind)]
+
+
+def test_every_numeric_option_is_tried():
+    found = {(c, o) for c, o, _ in numeric_options()}
+    assert KNOWN <= found, KNOWN - found
+    assert ZERO_ALLOWED <= found
+    assert len(BAD) >= 5 * len(found)
+
+
+@pytest.mark.parametrize("command, option, good", [(c, o, "/tmp:1" if isinstance(k, StorageEntry) else "1")
+                                                   for c, o, k in numeric_options()]
+                         + [(c, o, "0") for c, o in sorted(ZERO_ALLOWED)])  # fmt: skip
+def test_good_numbers_are_accepted(command, option, good):
+    ctx = cli.commands[command].make_context(command, [*REQUIRED_ARGS.get(command, []), option, good])
+    assert ctx.params[option.lstrip("-").replace("-", "_")] in (1, 1.0, 0, 0.0, (("/tmp", 1.0),))
+
+
+@pytest.mark.parametrize("command, option, value", BAD, ids=[f"{c} {o} {v!r}" for c, o, v in BAD])
+def test_a_bad_number_is_a_one_line_usage_error(command, option, value, capsys):
+    args = [*REQUIRED_ARGS.get(command, []), option, value]
+    with pytest.raises(click.BadParameter):  # refused while parsing: the command never starts
+        cli.commands[command].make_context(command, list(args))
+    capsys.readouterr()
+    assert main([command, *args]) == 2
+    line = one_line(capsys.readouterr().err)
+    assert line.startswith(f"dask-prefetch: error: Invalid value for '{option}'"), line
+    assert f"dask-prefetch {command} --help" in line
+
+
+@pytest.mark.parametrize("workers", ["0", "-1"])
+def test_stats_with_no_workers_exits_at_once_as_a_user_runs_it(tmp_path, workers):
+    trk = tmp_path / "small.trk"
+    trk.write_bytes(trk_bytes(synthetic_streamlines(50)))
+    result = run_cli(["stats", str(trk), "--workers", workers, "--no-progress"], timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert "is not in the range x>=1" in one_line(result.stderr)
+
+
+def test_usage_errors_are_one_line_and_verbose_shows_the_usage(capsys):
+    assert main(["stats"]) == 2
+    assert "Missing argument 'PATHS...'" in one_line(capsys.readouterr().err)
+    assert main(["no-such-command"]) == 2
+    assert "No such command" in one_line(capsys.readouterr().err)
+    assert main(["--verbose", "stats", "x.trk", "--threads", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "Usage: dask-prefetch stats" in err and "0 is not in the range x>=1" in err
+
+
+# --- a task failing on a worker: one line, no worker log (#19.6) -----------------------------------
+
+
+def test_a_task_failing_on_a_worker_prints_one_line(tmp_path):
+    raw = trk_bytes(synthetic_streamlines(200, seed=1))
+    bad = tmp_path / "truncated.trk"
+    bad.write_bytes(raw[:-7])  # the header is fine (the graph builds); the last record is cut short
+    result = run_cli(["stats", str(bad), "--workers", "1", "--no-progress"], timeout=120)
+    assert result.returncode == 1, result.stderr
+    line = one_line(result.stderr)
+    assert line.startswith("dask-prefetch: error: CorruptTractogramError: ") and "truncated" in line, line
+    # --verbose: the traceback (and the worker's log of the failed task)
+    result = run_cli(["--verbose", "stats", str(bad), "--workers", "1", "--no-progress"], timeout=120)
+    assert result.returncode == 1
+    assert "Traceback" in result.stderr and "CorruptTractogramError" in result.stderr
+
+
+# --- the demo without its extra (#16.5) ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("module", ["moto", "flask", "flask_cors"])
+def test_the_demo_without_the_demo_extra_names_it(module):
+    # The module made unimportable in the CLI's process (sys.modules[name] = None: find_spec says None).
+    code = f"import sys; sys.modules[{module!r}] = None; from dask_prefetch.cli.main import main; sys.exit(main(['demo']))"
+    result = run_cli(["demo"], timeout=60, code=code)
+    assert result.returncode == 1, result.stderr
+    line = one_line(result.stderr)
+    assert 'pip install "dask-prefetch[demo]"' in line and module in line, line
+
+
+def test_the_local_s3_server_without_moto_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "moto", None)
+    with pytest.raises(ImportError, match=r'moto: pip install "dask-prefetch\[demo\]"'):
+        LocalS3Server().start()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import time
 
@@ -10,6 +11,8 @@ import click
 import numpy as np
 
 from .job import Summary, report, run
+
+DEMO_EXTRA = ("moto", "flask", "flask_cors")  # what the [demo] extra installs for the local S3 server
 
 
 def run_demo(
@@ -23,7 +26,18 @@ def run_demo(
     progress: bool | None,
     timeline: str | None = None,
 ) -> None:
-    """Start a local S3 server (and a simulated WAN), write a sample tractogram, summarise it on a LocalCluster."""
+    """Start a local S3 server (and a simulated WAN), write a sample tractogram, summarise it on a LocalCluster.
+
+    Raises
+    ------
+    click.ClickException
+        If the ``[demo]`` extra (moto, flask, flask-cors: the local S3 server) is not installed.
+    """
+    missing = [name for name in DEMO_EXTRA if importlib.util.find_spec(name) is None]
+    if missing:
+        raise click.ClickException(
+            f"the demo's local S3 server needs {', '.join(missing)}: pip install \"dask-prefetch[demo]\""
+        )
     import s3fs
 
     from ..testing import LocalS3Server, WanProxy
@@ -31,8 +45,6 @@ def run_demo(
     from ..tractogram import read_tractogram
     from .main import _cluster
 
-    if size_mb <= 0 or shards < 1:
-        raise click.BadParameter("--size-mb must be > 0 and --shards >= 1")
     os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
     with contextlib.ExitStack() as stack:
         click.echo("starting a local S3 server (moto) ...", err=True)

@@ -17,6 +17,7 @@ from typing import Any, Iterator, Sequence
 import click
 
 from .. import __version__
+from .types import COUNT, NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, STORAGE
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -31,33 +32,57 @@ def cli(ctx: click.Context, verbose: bool) -> None:
         logging.getLogger("dask_prefetch").setLevel(logging.DEBUG)
 
 
-def _storage(entries: Sequence[str]) -> list[tuple[str, float]] | None:
-    out = []
-    for entry in entries:
-        directory, _, mib = entry.rpartition(":")
-        try:
-            out.append((directory, float(mib)))
-        except ValueError:
-            raise click.BadParameter(f"{entry!r} is not DIRECTORY:MIB", param_hint="--storage") from None
-        if not directory:
-            raise click.BadParameter(f"{entry!r} is not DIRECTORY:MIB", param_hint="--storage")
-    return out or None
+# distributed logs a failed task (a multi-line "Compute Failed" record with its traceback) at ERROR
+# before the client raises it; the CLI prints the error itself, as one line.
+_TASK_FAILURE_LOGGERS = ("distributed.worker", "distributed.scheduler", "distributed.nanny")
+
+
+def _verbose() -> bool:
+    ctx = click.get_current_context(silent=True)
+    return bool(ctx is not None and (ctx.find_root().obj or {}).get("verbose"))
+
+
+@contextlib.contextmanager
+def _quiet_task_failures(verbose: bool) -> Iterator[None]:
+    """Without ``--verbose``, silence distributed's logging of failed tasks in this process."""
+    if verbose:
+        yield
+        return
+    loggers = [logging.getLogger(name) for name in _TASK_FAILURE_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
 
 
 @contextlib.contextmanager
 def _cluster(scheduler: str | None, workers: int, threads: int, storage: list | None) -> Iterator[Any]:
-    """A client of ``scheduler``, or of a new LocalCluster; both plugins registered."""
+    """A client of ``scheduler``, or of a new LocalCluster; both plugins registered.
+
+    Without ``--verbose``, distributed's logging of a failed task is silenced here and on the
+    LocalCluster's workers (``silence_logs``): the error reaches the user as the CLI's one line.
+    The workers of an existing cluster (``scheduler``) keep their own logging.
+    """
     from distributed import Client, LocalCluster
 
     from ..cluster import register_plugins
 
+    verbose = _verbose()
     with contextlib.ExitStack() as stack:
+        stack.enter_context(_quiet_task_failures(verbose))
         if scheduler:
             client = stack.enter_context(Client(scheduler))
         else:
             cluster = stack.enter_context(
                 LocalCluster(
-                    n_workers=workers, threads_per_worker=threads, dashboard_address=":0", silence_logs=logging.ERROR
+                    n_workers=workers,
+                    threads_per_worker=threads,
+                    dashboard_address=":0",
+                    silence_logs=logging.ERROR if verbose else logging.CRITICAL,
                 )
             )
             client = stack.enter_context(Client(cluster))
@@ -68,13 +93,15 @@ def _cluster(scheduler: str | None, workers: int, threads: int, storage: list | 
 @cli.command()
 @click.argument("paths", nargs=-1, required=True)
 @click.option("--scheduler", metavar="ADDRESS", help="An existing cluster (default: a LocalCluster here).")
-@click.option("--workers", default=2, show_default=True, help="LocalCluster workers.")
-@click.option("--threads", default=1, show_default=True, help="LocalCluster threads per worker.")
+@click.option("--workers", type=COUNT, default=2, show_default=True, help="LocalCluster workers.")
+@click.option("--threads", type=COUNT, default=1, show_default=True, help="LocalCluster threads per worker.")
 @click.option("--endpoint-url", envvar="AWS_ENDPOINT_URL", help="S3 endpoint (default: AWS, or $AWS_ENDPOINT_URL).")
 @click.option("--anon", is_flag=True, help="Unsigned requests (public buckets).")
-@click.option("--header-bytes", type=int, help="Bytes to skip at the start of every shard after the first.")
-@click.option("--storage", multiple=True, metavar="DIR:MIB", help="A prefetch tier per worker (repeatable).")
-@click.option("--npartitions", type=int, help="Tasks to split the work into (default: one per shard).")
+@click.option(
+    "--header-bytes", type=NON_NEGATIVE_INT, help="Bytes to skip at the start of every shard after the first."
+)
+@click.option("--storage", type=STORAGE, multiple=True, help="A prefetch tier per worker (repeatable).")
+@click.option("--npartitions", type=COUNT, help="Tasks to split the work into (default: one per shard).")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: when stderr is a terminal).")
 def stats(
     paths: tuple[str, ...],
@@ -84,7 +111,7 @@ def stats(
     endpoint_url: str | None,
     anon: bool,
     header_bytes: int | None,
-    storage: tuple[str, ...],
+    storage: tuple[tuple[str, float], ...],
     npartitions: int | None,
     progress: bool | None,
 ) -> None:
@@ -95,22 +122,32 @@ def stats(
     options: dict[str, Any] = {"anon": anon} if anon else {}
     if endpoint_url:
         options["endpoint_url"] = endpoint_url
-    tiers = _storage(storage)
+    tiers = list(storage) or None
     tg = read_tractogram(
         list(paths), header_bytes=header_bytes, storage_options=options or None, npartitions=npartitions
     )  # bad paths fail here, before any cluster starts
-    click.echo(f"{tg!r}", err=True)
+    click.echo(f"{tg!r}")  # on stdout, with the summary: stderr is for the progress bar and errors
     with _cluster(scheduler, workers, threads, tiers) as client:
         report(run(tg, client, progress))
 
 
 @cli.command()
-@click.option("--size-mb", default=200.0, show_default=True, help="Size of the sample tractogram.")
-@click.option("--shards", default=8, show_default=True, help="Shards it is split into (+ a global header).")
-@click.option("--latency", default=0.05, show_default=True, help="Simulated WAN first-byte latency, s (0: no WAN).")
-@click.option("--bandwidth-mib", default=40.0, show_default=True, help="Simulated WAN MiB/s per connection.")
-@click.option("--workers", default=2, show_default=True)
-@click.option("--threads", default=1, show_default=True)
+@click.option("--size-mb", type=POSITIVE, default=200.0, show_default=True, help="Size of the sample tractogram.")
+@click.option(
+    "--shards", type=COUNT, default=8, show_default=True, help="Shards it is split into (+ a global header)."
+)
+@click.option(
+    "--latency",
+    type=NON_NEGATIVE,
+    default=0.05,
+    show_default=True,
+    help="Simulated WAN first-byte latency, s (0: no WAN).",
+)
+@click.option(
+    "--bandwidth-mib", type=POSITIVE, default=40.0, show_default=True, help="Simulated WAN MiB/s per connection."
+)
+@click.option("--workers", type=COUNT, default=2, show_default=True, help="LocalCluster workers.")
+@click.option("--threads", type=COUNT, default=1, show_default=True, help="LocalCluster threads per worker.")
 @click.option(
     "--compare/--no-compare", default=True, show_default=True, help="Time the same job with nibabel over plain s3fs."
 )
@@ -145,7 +182,7 @@ def demo(
     type=click.Choice(["prefetch", "tractogram", "cluster", "parsers"]),
     help="Run only these (repeatable; default: all four, ~10 min).",
 )
-@click.option("--repeat", type=int, help="Runs per method (default: each script's own).")
+@click.option("--repeat", type=COUNT, help="Runs per method (default: each script's own).")
 @click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
@@ -168,24 +205,53 @@ def bench(only: tuple[str, ...], repeat: int | None, out: Path) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point: one clear line and exit code 1 on errors (tracebacks with ``--verbose``)."""
+    """Entry point: errors print one line (tracebacks and usage with ``--verbose``).
+
+    Parameters
+    ----------
+    argv
+        The arguments (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        The exit code: 0, 1 for an error, 2 for bad arguments (a usage error), 130 when aborted.
+    """
     args = list(sys.argv[1:] if argv is None else argv)
+    verbose = "-v" in args or "--verbose" in args
     try:
         cli.main(args, prog_name="dask-prefetch", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         return 130
-    except click.ClickException as e:
+    except _NO_ARGS_IS_HELP as e:  # bare `dask-prefetch`: the help text
         e.show()
+        return 0
+    except click.UsageError as e:
+        if verbose:
+            e.show()  # click's usage text and the error
+        else:
+            hint = f" (see {e.ctx.command_path} --help)" if e.ctx is not None else ""
+            click.echo(f"dask-prefetch: error: {_one_line(e.format_message())}{hint}", err=True)
+        return e.exit_code
+    except click.ClickException as e:
+        click.echo(f"dask-prefetch: error: {_one_line(e.format_message())}", err=True)
         return e.exit_code
     except click.exceptions.Exit as e:
         return e.exit_code
     except Exception as e:
-        if "-v" in args or "--verbose" in args:
+        if verbose:
             raise
-        click.echo(f"dask-prefetch: error: {type(e).__name__}: {e}", err=True)
+        click.echo(f"dask-prefetch: error: {type(e).__name__}: {_one_line(str(e))}", err=True)
         return 1
     return 0
+
+
+_NO_ARGS_IS_HELP: type[BaseException] = getattr(click.exceptions, "NoArgsIsHelpError", ())  # type: ignore[assignment]
+
+
+def _one_line(message: str) -> str:
+    return " ".join(line.strip() for line in message.splitlines() if line.strip())
 
 
 if __name__ == "__main__":

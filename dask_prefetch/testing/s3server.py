@@ -238,7 +238,7 @@ class LocalS3Server(_ChildServer):
         moto's bucket creation fails with a region passed in ``client_kwargs``.
         """
         if importlib.util.find_spec("moto") is None:
-            raise ImportError("LocalS3Server needs moto: install the 'test' extra")
+            raise ImportError('LocalS3Server needs moto: pip install "dask-prefetch[demo]" (or the \'test\' extra)')
         os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
         return super().start()
 
