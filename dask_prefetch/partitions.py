@@ -3,8 +3,8 @@
 A :class:`Partition` names the objects of one sequential stream and how to parse them (a group
 of shards behind a global header, a group of complete files, or a byte range of one TCK file).
 :func:`read_partition` is what every ``read_tractogram`` task runs: it opens the stream through
-an :class:`Opener` (``S3PrefetchFileSystem`` with rolling prefetch, local files, or the fsspec
-filesystem the paths were listed on) and parses it. The cluster plugins find these tasks by that
+an :class:`Opener` (rolling prefetch through ``S3PrefetchFileSystem``, or ``PrefetchFileSystem``
+over the fsspec filesystem the paths were listed on; local files with ``open``) and parses it. The cluster plugins find these tasks by that
 function (see ``cluster/tasks.py``).
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import builtins
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -73,18 +73,14 @@ class Opener:
     Attributes
     ----------
     fs
-        ``S3PrefetchFileSystem`` (rolling prefetch) for S3, else None.
+        A prefetching filesystem (``S3PrefetchFileSystem`` for S3, ``PrefetchFileSystem`` over
+        the listing's filesystem for any other store), or None for local files, read with ``open``.
     open_kwargs
         Passed to ``fs.open`` (block size, prefetch storage).
-    source
-        With ``fs`` None: the fsspec filesystem of any other protocol (``memory://``, ...), which
-        opens the paths itself (fsspec filesystems pickle, so tasks carry it); None for local files,
-        opened with ``open``.
     """
 
     fs: Any
     open_kwargs: dict
-    source: Any = None
 
     def open(self, paths: Sequence[str], header_bytes: int = 0, offset: int = 0, pinned: list | None = None) -> Any:
         """One stream over ``paths`` (``header_bytes`` skipped after the first), positioned at ``offset``."""
@@ -92,23 +88,19 @@ class Opener:
             return self.fs.open(
                 list(paths), header_bytes=header_bytes, offset=offset, pinned=pinned, **self.open_kwargs
             )
-        open_file = builtins.open if self.source is None else self.source.open
         if len(paths) == 1:
-            f = open_file(paths[0], "rb")
+            f = builtins.open(paths[0], "rb")
             f.seek(offset)
             return f
-        return LocalStream(paths, header_bytes, open_file)
+        return LocalStream(paths, header_bytes)
 
 
 class LocalStream:
-    """Files read front to back as one stream, ``header_bytes`` skipped after the first.
+    """Local files read front to back as one stream, ``header_bytes`` skipped after the first."""
 
-    ``open_file(path, "rb")`` opens each (``open`` for local files, or an fsspec filesystem's ``open``).
-    """
-
-    def __init__(self, paths: Sequence[str], header_bytes: int, open_file: Callable[..., Any] = builtins.open) -> None:
-        self._paths, self._header_bytes, self._open = list(paths), header_bytes, open_file
-        self._file = self._open(self._paths[0], "rb")
+    def __init__(self, paths: Sequence[str], header_bytes: int) -> None:
+        self._paths, self._header_bytes = list(paths), header_bytes
+        self._file = builtins.open(self._paths[0], "rb")
         self._i = 0
 
     def __enter__(self) -> "LocalStream":
@@ -128,7 +120,7 @@ class LocalStream:
                 break
             self._file.close()
             self._i += 1
-            self._file = self._open(self._paths[self._i], "rb")
+            self._file = builtins.open(self._paths[self._i], "rb")
             self._file.seek(self._header_bytes)
         return bytes(out)
 

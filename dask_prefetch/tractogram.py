@@ -35,6 +35,7 @@ from fsspec.implementations.local import LocalFileSystem
 from . import checks
 from .checks import describe
 from .filesystem import S3PrefetchFileSystem, check_paths, check_unique
+from .prefetchfs import PrefetchFileSystem
 from .partitions import Opener, Partition, read_partition
 from .streamlines import CorruptTractogramError, StreamlineChunk, TractogramHeader, detect_format
 from .streamlines.tck import MAGIC as TCK_MAGIC
@@ -281,7 +282,8 @@ def read_tractogram(
         header = _header(fmt, probe, expanded[0], sizes[0])
         parts = [Partition("files", (expanded[0],), nbytes=sizes[0])]
     if opener.fs is not None:  # tasks open the very versions seen now, without a HEAD each
-        pin_of = {path: (path, int(i["size"]), i.get("ETag"), i.get("VersionId")) for path, i in zip(expanded, infos)}
+        version = opener.fs.source.version  # (S3: ETag and VersionId; other stores: their version token)
+        pin_of = {path: (path, int(i["size"]), *version(i)) for path, i in zip(expanded, infos)}
         parts = [replace(p, pins=tuple(pin_of[path] for path in p.paths)) for p in parts]
     # Task keys must change with the data: where it lives and which versions were seen.
     seen = [(info.get("name"), info.get("size"), info.get("ETag") or info.get("mtime")) for info in infos]
@@ -308,7 +310,9 @@ def _filesystem(first: str, storage_options: Any, block_size: Any, prefetch_stor
         return fs, Opener(fs, {"block_size": block_size, "prefetch_storage": prefetch_storage})
     if isinstance(fs, LocalFileSystem):
         return fs, Opener(None, {})
-    return fs, Opener(None, {}, source=fs)  # any other protocol: the very filesystem it was listed on
+    # Any other protocol: rolling prefetch over the very filesystem the paths were listed on.
+    prefetching = PrefetchFileSystem(fs=fs)
+    return fs, Opener(prefetching, {"block_size": block_size, "prefetch_storage": prefetch_storage})
 
 
 @dataclass(frozen=True)
