@@ -103,7 +103,10 @@ class PrefetchEngine:
         self._cursor = start
         self._inflight = 0
         self._held = 0  # bytes of tier space our blocks hold
-        self._limit = opening_limit.get()  # bytes we may hold, cursor block aside (None: our fair share)
+        # Bytes we may hold, cursor block aside; None: our fair share. Not None: opened ahead of the
+        # reader (its task), so even our cursor block is prefetching and yields to readers' (see _shed).
+        self._limit = opening_limit.get()
+        self._yielded = False  # opened ahead, and gave all our space to a starved reader: wait for set_limit(None)
         if self._limit is not None:  # no more than the whole file takes (blocks are page-rounded one by one)
             self._limit = min(self._limit, sum(disk_bytes(b.length) for b in layout.blocks))
         self._asked_at: float | None = None  # when the reader asked for the file (see start_clock)
@@ -225,10 +228,15 @@ class PrefetchEngine:
         """Hold at most ``nbytes`` of blocks (the cursor's block always), or None for our fair share.
 
         A file opened ahead of the task that will read it prefetches only its first blocks,
-        then the whole window once the task claims it.
+        then the whole window once the task claims it. Until then (``nbytes`` not None) the file
+        has no reader: when a reader sharing the tiers has no room for its cursor block, this
+        file gives back every block, its first included, and fetches nothing more until it is
+        claimed (:meth:`set_limit` with None).
         """
         with self._cond:
             self._limit = nbytes
+            if nbytes is None:
+                self._yielded = False
             self.tiers.set_cap(self._space_released, nbytes)
             self._schedule()
 
@@ -289,8 +297,8 @@ class PrefetchEngine:
 
     def _schedule(self) -> None:
         """Start GETs in block order from the cursor while slots and tier space allow."""
-        if self._after_error:
-            return  # until the reader asks again (see view)
+        if self._after_error or self._yielded:
+            return  # until the reader asks again (see view), or our task claims us (see _shed)
         blocks = self.layout.blocks
         i = self._cursor
         while i < len(blocks) and self._inflight < self.concurrency and not self._closed:
@@ -315,13 +323,15 @@ class PrefetchEngine:
             i += 1
 
     def _open_slot(self, block: Block) -> Slot | None:
+        # The block a reader waits for (or soon will) comes before any prefetching: see TierSet.press.
+        urgent = block.index == self._cursor and self._limit is None
         if block.index != self._cursor:
             after = self._held + disk_bytes(block.length)
             if after > self.tiers.fair_share() or (self._limit is not None and after > self._limit):
                 return None  # tiers shared with other files: prefetch no further than our share
         placed = None
         while placed is None:
-            tier = self.tiers.reserve(block.length)
+            tier = self.tiers.reserve(block.length, self._space_released, urgent)
             while tier is None:
                 if not self._make_room_after(block.index):
                     if self._nowhere_to_go():
@@ -331,10 +341,10 @@ class PrefetchEngine:
                             f"{block.shard.path}: no prefetch_storage tier can hold block {block.index} "
                             f"({block.length / 2**20:.1f} MiB): " + "; ".join(self.tiers.unusable_reasons()),
                         )
-                    if block.index == self._cursor and self._limit is None:
+                    if urgent:
                         self.tiers.press(self._space_released)  # others hold more than their share
                     return None
-                tier = self.tiers.reserve(block.length)
+                tier = self.tiers.reserve(block.length, self._space_released, urgent)
             placed = self.files.create(tier, block)
         path, fd = placed
         if block.index in self._evicted:
@@ -470,8 +480,21 @@ class PrefetchEngine:
             self._loop.call_soon_threadsafe(self._shed)
 
     def _shed(self) -> None:
-        """Give back the furthest blocks ahead of the reader until we hold no more than our share."""
+        """Give back the furthest blocks ahead of the reader until we hold no more than our share.
+
+        A file opened ahead of its task has no reader yet: it gives back every block, its cursor
+        block too, and waits to be claimed. Otherwise, with a budget of one block, its first
+        block would keep the running task's reader from ever getting room for its next one,
+        and the task would never end to claim it (the wait cycle of issue #16, item 4).
+        """
         with self._cond:
+            if self._closed:
+                return
+            if self._limit is not None:
+                self._yielded = True
+                for slot in list(self._slots.values()):
+                    self._drop(slot)
+                return
             share = self.tiers.fair_share()
             for index in sorted((i for i in self._slots if i > self._cursor), reverse=True):
                 if self._held <= share:

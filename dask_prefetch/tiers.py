@@ -83,20 +83,39 @@ class TierSet:
         self._listeners: list[Callable[[], None]] = []
         self._shedders: dict[Callable[[], None], Callable[[], None]] = {}
         self._caps: dict[Callable[[], None], int] = {}  # users holding at most this much
+        self._starved: set[Callable[[], None]] = set()  # users whose reader waits for room (see press)
 
     @property
     def largest_budget(self) -> int:
         return max(t.budget for t in self.tiers)
 
-    def reserve(self, nbytes: int) -> StorageTier | None:
-        """Reserve room for a file of ``nbytes`` in the first tier that has it, or None."""
+    def reserve(self, nbytes: int, user: Callable[[], None] | None = None, urgent: bool = True) -> StorageTier | None:
+        """Reserve room for a file of ``nbytes`` in the first tier that has it, or None.
+
+        Parameters
+        ----------
+        nbytes
+            The file's size (reserved page-rounded).
+        user
+            The listener callback of the user reserving (see :meth:`add_listener`).
+        urgent
+            True for the block a reader needs now (its cursor block); False for prefetching
+            ahead, which is refused while any reader waits for room (see :meth:`press`).
+        """
         need = disk_bytes(nbytes)
         with self._lock:
+            if not urgent and self._starved:
+                return None  # readers waiting for their cursor blocks come first
             for tier in self.tiers:
                 if tier.free >= need and tier.unusable is None:
                     tier.used += need
-                    return tier
-        return None
+                    break
+            else:
+                return None
+            woken = self._stop_starving(user)
+        for listener in woken:
+            listener()
+        return tier
 
     def release(self, tier: StorageTier, nbytes: int) -> None:
         """Give back a reservation made by :meth:`reserve`, then wake the listeners."""
@@ -123,7 +142,8 @@ class TierSet:
         """Join as a user of these tiers.
 
         ``callback()`` is called whenever space is released, ``shed()`` when another user cannot
-        get room for the block its reader needs (give back what is beyond your :meth:`fair_share`).
+        get room for the block its reader needs (give back what is beyond your :meth:`fair_share`;
+        a user with no reader yet, such as a file opened ahead of its task, gives back everything).
         Both must be quick and not raise.
         """
         with self._lock:
@@ -137,6 +157,9 @@ class TierSet:
                 self._listeners.remove(callback)
             self._shedders.pop(callback, None)
             self._caps.pop(callback, None)
+            woken = self._stop_starving(callback)
+        for listener in woken:
+            listener()
 
     def set_cap(self, callback: Callable[[], None], nbytes: int | None) -> None:
         """The user registered with ``callback`` holds at most ``nbytes`` (None: its fair share)."""
@@ -153,11 +176,33 @@ class TierSet:
             return max(0, left) // max(1, len(self._listeners) - len(self._caps))
 
     def press(self, callback: Callable[[], None]) -> None:
-        """Ask every user but the one registered with ``callback`` to shed what is beyond its share."""
+        """The user registered with ``callback`` has no room for the block its reader needs.
+
+        Until that user's next :meth:`reserve` succeeds (or it leaves), it is *starved*: no one
+        may reserve for prefetching (``urgent=False``), and every other user is asked to shed
+        what is beyond its share (files opened ahead of their task shed everything). Readers'
+        cursor blocks are the only space left then, and each is released when its reader moves
+        on, so the starved reader gets its block: the smallest budget, one block, makes
+        progress one block at a time.
+        """
         with self._lock:
+            if callback in self._listeners:
+                self._starved.add(callback)
             shedders = [shed for cb, shed in self._shedders.items() if cb is not callback]
         for shed in shedders:
             shed()
+
+    def starved(self) -> bool:
+        """Whether some reader waits for room for its cursor block (see :meth:`press`)."""
+        with self._lock:
+            return bool(self._starved)
+
+    def _stop_starving(self, user: Callable[[], None] | None) -> list[Callable[[], None]]:
+        """Forget that ``user`` is starved; the listeners to wake if prefetching may resume (lock held)."""
+        if user is None or user not in self._starved:
+            return []
+        self._starved.discard(user)
+        return [] if self._starved else list(self._listeners)
 
 
 class ScratchDirectory:

@@ -178,3 +178,53 @@ def test_prefetch_hits_are_reads_that_found_their_block_local(fs, raw_fs, tiers)
         assert f.read() == raw_fs.cat(path)
         stats = f.engine.stats
     assert (stats.reads, stats.reads_waited, stats.hit_ratio) == (16, 0, 1.0)
+
+
+
+def read_through(engine) -> bytes:
+    """Every byte of ``engine``'s logical file, read through :meth:`PrefetchEngine.view` as a reader does."""
+    got = bytearray()
+    for index, block in enumerate(engine.layout.blocks):
+        offset = 0
+        while offset < block.length:
+            _, fd, end = engine.view(index, offset)
+            try:
+                got += os.pread(fd, end - offset, offset)
+            finally:
+                os.close(fd)
+            offset = end
+    return bytes(got)
+
+
+def test_a_file_opened_ahead_never_starves_a_readers_cursor_block(fs, raw_fs, tiers):
+    """#16.4: one block of budget, shared with a file opened ahead of its task (holding its head)."""
+    from fsspec.asyn import sync
+
+    from dask_prefetch import PrefetchEngine, TierSet
+    from dask_prefetch.layout import Layout
+
+    def layout(paths: list[str]) -> Layout:
+        return Layout.from_objects(sync(fs.loop, fs._pin_objects, paths), 1000, MiB, 256 * 1024)
+
+    ahead_paths = put_shards(raw_fs, [1000, MiB + 1000], prefix="ahead")  # a global header + a shard
+    read_paths = put_shards(raw_fs, [1000, 2 * MiB + 1000], prefix="read", seed=10)
+    shared = TierSet(tiers(1))  # exactly one block: the smallest legal budget
+    token = opening_limit.set(64 * MiB)  # as the worker opens the next task's stream ahead
+    try:
+        ahead = PrefetchEngine(fs, layout(ahead_paths), shared, concurrency=4, retries=3, read_timeout=5)
+    finally:
+        opening_limit.reset(token)
+    try:
+        wait_until(lambda: ahead.held_blocks() == [0] and ahead.in_flight == 0)  # its header, one page
+        reader = PrefetchEngine(fs, layout(read_paths), shared, concurrency=4, retries=3, read_timeout=5)
+        try:
+            expected = logical_bytes(raw_fs, read_paths, 1000)
+            assert read_through(reader) == expected  # block by block: each takes the whole budget
+        finally:
+            reader.close()
+        ahead.set_limit(None)  # its task claims it at last: it reads its own file in the same budget
+        expected = logical_bytes(raw_fs, ahead_paths, 1000)
+        assert read_through(ahead) == expected
+    finally:
+        ahead.close()
+    assert shared.tiers[0].used == 0

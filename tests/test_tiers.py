@@ -119,3 +119,24 @@ def test_capped_users_leave_the_rest_of_the_budget_to_the_others(tiers):
     tier_set.set_cap(users[1], 1 * MiB)
     tier_set.remove_listener(users[1])
     assert tier_set.fair_share() == 4 * MiB
+
+
+def test_a_starved_reader_comes_before_prefetching_until_it_has_its_block(tiers):
+    tier_set = TierSet(tiers(1))
+    woken: list[str] = []
+    reader, prefetcher = (lambda: woken.append("reader")), (lambda: woken.append("prefetcher"))
+    shed: list[str] = []
+    tier_set.add_listener(reader, lambda: shed.append("reader"))
+    tier_set.add_listener(prefetcher, lambda: shed.append("prefetcher"))
+    held = tier_set.reserve(PAGE, prefetcher, urgent=False)
+    assert held is not None and tier_set.reserve(MiB, reader) is None  # one page short
+    tier_set.press(reader)
+    assert shed == ["prefetcher"] and tier_set.starved()
+    assert tier_set.reserve(PAGE, prefetcher, urgent=False) is None  # no prefetching while a reader waits
+    tier_set.release(held, PAGE)
+    woken.clear()
+    assert tier_set.reserve(MiB, reader) is not None and not tier_set.starved()
+    assert woken == ["reader", "prefetcher"]  # prefetching may resume: everyone hears of it
+    tier_set.press(prefetcher)
+    tier_set.remove_listener(prefetcher)  # a starved user that leaves is forgotten
+    assert not tier_set.starved()
