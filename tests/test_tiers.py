@@ -74,8 +74,54 @@ def test_bad_storage_is_refused(tmp_path):
 def test_a_file_is_not_a_tier_directory(tmp_path):
     f = tmp_path / "file"
     f.write_bytes(b"x")
-    with pytest.raises(OSError, match="does not exist"):
+    with pytest.raises(NotADirectoryError, match=f"^prefetch_storage directory {str(f)!r} is not a directory$"):
         TierSet([(str(f), 10)])
+    with pytest.raises(NotADirectoryError, match="a component of its path is a file"):
+        TierSet([(str(f / "below"), 10)])
+    with pytest.raises(NotADirectoryError, match="a component of its path is a file"):
+        TierSet([(str(f / "below"), 10)], create=True)
+
+
+def test_one_directory_named_twice_through_a_symlink_is_refused(tmp_path):
+    real = tmp_path / "real"
+    real.mkdir()
+    (tmp_path / "link").symlink_to(real)
+    with pytest.raises(ValueError, match=f"names directory {str(real)!r} twice.*its budget would count twice"):
+        TierSet([(str(real), 10), (str(tmp_path / "link"), 10)])
+    with pytest.raises(ValueError, match="twice"):
+        TierSet([(str(tmp_path / "link"), 10), (str(tmp_path / "link" / "." / ".." / "real"), 10)])
+
+
+def test_missing_directories_are_made_private_only_where_missing(tmp_path):
+    from dask_prefetch.tiers import make_directories
+
+    base = tmp_path / "base"
+    base.mkdir(mode=0o755)
+    target = base / "a" / "b"
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        TierSet([(str(target), 1)])  # only when asked to
+    old_umask = os.umask(0o022)
+    try:
+        (tier,) = TierSet([(str(target), 1)], create=True).tiers
+    finally:
+        os.umask(old_umask)
+    assert tier.directory == str(target)
+    assert [stat.S_IMODE(p.stat().st_mode) for p in (base, base / "a", target)] == [0o755, 0o700, 0o700]
+    assert make_directories(str(target)) == []  # already there: untouched
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may make directories anywhere")
+def test_a_directory_that_cannot_be_made_is_named(tmp_path):
+    from dask_prefetch.tiers import make_directories
+
+    base = tmp_path / "base"
+    base.mkdir()
+    os.chmod(base, 0o500)  # no room to make anything below
+    try:
+        with pytest.raises(PermissionError, match="does not exist and cannot be made"):
+            make_directories(str(base / "c"))
+    finally:
+        os.chmod(base, 0o755)
 
 
 def test_scratch_directory_is_private_and_removed(tmp_path):
