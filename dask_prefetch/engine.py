@@ -114,6 +114,7 @@ class PrefetchEngine:
         self._tracer = current_tracer()
         self._traced = self._tracer.new_file(layout.shards[0].path) if self._tracer is not None else -1
         self._closed = False
+        self._pid = os.getpid()  # only this process cleans up (a forked child must not delete our blocks)
         self._failure: BaseException | None = None
         self._after_error = False  # a read raised a fetch error and the reader has not asked again
         self.files = BlockFiles(tiers)
@@ -241,7 +242,13 @@ class PrefetchEngine:
             self._schedule()
 
     def close(self) -> None:
-        """Stop every GET, delete every block file and give the space back; idempotent."""
+        """Stop every GET, delete every block file and give the space back; idempotent.
+
+        In a process forked from ours (``os.fork``), closing does nothing: the blocks, the scratch
+        directories and the event loop belong to the parent, which goes on reading.
+        """
+        if os.getpid() != self._pid:
+            return
         if self._on_loop_thread():  # e.g. garbage collection inside one of our own callbacks
             if not self._cond.acquire(blocking=False):
                 self._loop.call_soon(self.close)  # the lock is held, maybe by this very thread: later
