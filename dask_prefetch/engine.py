@@ -154,7 +154,9 @@ class PrefetchEngine:
         Raises
         ------
         OSError
-            The fetch's own error (``FileExpired``, a persistent S3 failure, ...).
+            The fetch's own error (``FileExpired``, a persistent S3 failure, ...). Every block
+            whose GET had failed is then forgotten and nothing is fetched until the reader asks
+            again: a retry once S3 is well makes fresh GETs (``FileExpired`` aside: it stays).
         TimeoutError
             If no data arrived within ``read_timeout`` seconds.
         """
@@ -169,7 +171,9 @@ class PrefetchEngine:
                     error = slot.error
                     if isinstance(error, FileExpired):
                         self._failure = error  # the object changed: every later read fails the same way
-                    self._drop(slot)
+                    # Every block whose GET failed is forgotten, not only this one: the reader's retry,
+                    # once S3 is well again, must make fresh GETs, not meet errors of the outage.
+                    self._forget_failed()
                     # Fetch nothing more until the reader asks again: a retry at once, while S3 is
                     # still failing, would only hand the reader's own retry a stale error.
                     self._after_error = True
@@ -292,6 +296,8 @@ class PrefetchEngine:
 
     def _move_to(self, index: int) -> None:
         resume, self._after_error = self._after_error, False  # the reader is back after a failed read
+        if resume:
+            self._forget_failed()  # GETs that failed after the read raised, while the reader was away
         if index < self._cursor:
             self._cursor = index
         elif index > self._cursor:
@@ -362,6 +368,11 @@ class PrefetchEngine:
             self._note("requested", block.index, self.tiers.tiers.index(tier))
         self._held += disk_bytes(block.length)
         return slot
+
+    def _forget_failed(self) -> None:
+        """Drop every block whose GET failed: it is fetched afresh when the reader needs it again."""
+        for slot in [s for s in self._slots.values() if s.error is not None]:
+            self._drop(slot)
 
     def _nowhere_to_go(self) -> bool:
         """No tier can take a block, and no block held by anyone can be released to change that."""

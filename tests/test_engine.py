@@ -228,3 +228,28 @@ def test_a_file_opened_ahead_never_starves_a_readers_cursor_block(fs, raw_fs, ti
     finally:
         ahead.close()
     assert shared.tiers[0].used == 0
+
+
+def test_after_a_failed_read_every_failed_get_is_forgotten(s3_server, storage_options, raw_fs, tiers):
+    """#19.2: an outage fails many GETs ahead of the reader; once it is over, one retry reads everything."""
+    import dask
+    import pytest
+
+    from dask_prefetch import S3PrefetchFileSystem
+    from dask_prefetch.testing import FaultProxy
+
+    (path,) = put_shards(raw_fs, [MiB])
+    with FaultProxy(s3_server.endpoint_url, {"reset": 1.0}, cut=0).start() as proxy:  # the outage: every GET fails
+        fs = S3PrefetchFileSystem(**{**storage_options, "endpoint_url": proxy.endpoint_url}, skip_instance_cache=True)
+        with dask.config.set({"dask-prefetch.retries": 2}):
+            f = fs.open(path, block_size=64 * 1024, part_size=64 * 1024, concurrency=4, prefetch_storage=tiers(0.5))
+        with f:
+            wait_until(lambda: f.engine.in_flight == 0, timeout=30)  # the window is full of failed blocks
+            assert len(f.engine.held_blocks()) == 8
+            with pytest.raises(OSError, match="failed 2 times"):
+                f.read()
+            failed = proxy.counts()["reset"]
+            assert failed >= 2 * 8
+            proxy.set_rates(reset=0.0)  # the store recovers
+            assert f.read() == raw_fs.cat(path)  # the caller's single retry
+            assert proxy.counts()["reset"] == failed
