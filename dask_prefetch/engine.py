@@ -510,6 +510,7 @@ class PrefetchEngine:
                 return
             if self._limit is not None:
                 self._yielded = True
+                self.tiers.set_cap(self._space_released, 0)  # holding nothing: the readers share the rest
                 for slot in list(self._slots.values()):
                     self._drop(slot)
                 return

@@ -386,6 +386,38 @@ def sweep_stale(parent: str) -> list[str]:
     return removed
 
 
+def sweep_storage(storage: Sequence[tuple[str, float]] | None = None) -> list[str]:
+    """Sweep every tier directory of ``storage`` of dead processes' scratch directories, now.
+
+    For long-lived processes that start using tiers (the worker plugin's setup, the
+    ``dask-prefetch`` command's start): a killed process's blocks (RAM, on ``/dev/shm``) go at
+    once rather than when a file is next opened there. Missing directories are skipped.
+
+    Parameters
+    ----------
+    storage
+        ``[(directory, MiB), ...]``; None: ``dask-prefetch.storage`` (or its default).
+
+    Returns
+    -------
+    list of str
+        The directories removed.
+
+    Raises
+    ------
+    TypeError, ValueError
+        If ``storage`` is malformed (see :func:`dask_prefetch.checks.check_storage`).
+    """
+    if storage is None:
+        from .config import default_storage
+
+        storage = default_storage()
+    removed = []
+    for directory, _ in check_storage(storage):
+        removed += sweep_stale(os.path.abspath(directory))
+    return removed
+
+
 def _scratch_candidates(parent: str) -> Iterable[str]:
     try:
         entries = list(os.scandir(parent))

@@ -152,6 +152,29 @@ def test_sweep_removes_dead_owners_directories_and_keeps_live_ones(tmp_path):
         live.remove()
 
 
+def test_sweep_storage_sweeps_every_tier_now(tmp_path):
+    from dask_prefetch.tiers import sweep_storage
+
+    code = (
+        "import os, sys; from dask_prefetch.tiers import ScratchDirectory;"
+        "print(ScratchDirectory(sys.argv[1]).path, flush=True); os._exit(0)"
+    )
+    tiers = [tmp_path / "a", tmp_path / "b"]
+    for tier in tiers:
+        tier.mkdir()
+    live = ScratchDirectory(str(tiers[1]))  # (its first scratch directory there sweeps it: before the deaths)
+    try:
+        dead = []
+        for tier in tiers:
+            out = subprocess.run([sys.executable, "-c", code, str(tier)], capture_output=True, text=True, check=True)
+            dead.append(out.stdout.strip())
+        storage = [(str(tiers[0]), 1), (str(tiers[1]), 1), (str(tmp_path / "missing"), 1)]
+        assert sorted(sweep_storage(storage)) == sorted(dead)
+        assert os.listdir(tiers[0]) == [] and os.path.isdir(live.path)
+    finally:
+        live.remove()
+
+
 def test_capped_users_leave_the_rest_of_the_budget_to_the_others(tiers):
     tier_set = TierSet(tiers(8))
     users = [lambda: None for _ in range(3)]

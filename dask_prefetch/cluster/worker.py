@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import os
 import threading
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
@@ -22,7 +21,7 @@ from distributed.diagnostics.plugin import WorkerPlugin
 
 from .. import checks, config
 from ..stats import EngineStats
-from ..tiers import ScratchDirectory, TierSet, sweep_stale
+from ..tiers import ScratchDirectory, TierSet, sweep_storage
 from . import prometheus
 from .next_tasks import NextTaskPrefetcher
 
@@ -118,8 +117,7 @@ class PrefetchWorkerPlugin(WorkerPlugin):
             )
         storage = self.prefetch_storage or config.default_storage()
         TierSet(storage, create=True)  # make missing directories; check them, budgets and settings
-        for directory, _ in storage:
-            sweep_stale(os.path.abspath(directory))  # a killed worker's blocks go now, not at the next open
+        sweep_storage(storage)  # a killed worker's blocks go now, not when a file is next opened there
         lookahead = None if config.get("next-tasks") is None else config.get_int("next-tasks", minimum=0)
         head_bytes, claim_timeout = config.get_bytes("next-task-bytes"), config.get_seconds("read-timeout")
         try:
