@@ -306,6 +306,8 @@ class PrefetchEngine:
             self._cursor = index
         elif not resume:
             return
+        if self._cursor in self._slots:
+            self.tiers.satisfied(self._space_released)  # had we pressed for room, we need none now
         self._schedule()
 
     def _schedule(self) -> None:

@@ -209,6 +209,13 @@ class TierSet:
         for shed in shedders:
             shed()
 
+    def satisfied(self, callback: Callable[[], None]) -> None:
+        """The user registered with ``callback`` needs no room now (its reader moved to a block it holds)."""
+        with self._lock:
+            woken = self._stop_starving(callback)
+        for listener in woken:
+            listener()
+
     def starved(self) -> bool:
         """Whether some reader waits for room for its cursor block (see :meth:`press`)."""
         with self._lock:

@@ -145,25 +145,26 @@ def test_waits_for_data_show_in_fine_performance_metrics(cluster, s3_server, sto
     wait_until(lambda: waited() > 0.2)  # reported with the workers' heartbeats
 
 
-@pytest.mark.parametrize("with_scheduler_plugin", [False, True])
-def test_a_budget_of_exactly_one_block_makes_progress(storage_options, raw_fs, tiers, with_scheduler_plugin):
+@pytest.mark.parametrize("with_scheduler_plugin, threads", [(False, 1), (True, 1), (True, 4)])
+def test_a_budget_of_exactly_one_block_makes_progress(storage_options, raw_fs, tiers, with_scheduler_plugin, threads):
     """#16.4: files opened ahead of their tasks must not starve the running task's cursor block."""
     import dask
 
     from dask_prefetch import PrefetchSchedulerPlugin, read_tractogram
     from dask_prefetch.testing.tractograms import sharded_tractogram, upload_sharded
 
-    shards = sharded_tractogram(6 * 1.3, 6)  # ~1.3 MB each: two 1 MiB blocks per shard after the header
+    shards = sharded_tractogram(12 * 1.15, 12)  # ~1.15 MB each: two blocks per shard after the header
+
     upload_sharded(raw_fs, f"{BUCKET}/one-block", shards)
     ((tier, _),) = tiers(1)
     with dask.config.set({"dask-prefetch.read-timeout": 10}):  # stuck reads fail fast (they waited forever)
-        with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=":0") as lc:
+        with LocalCluster(n_workers=2, threads_per_worker=threads, processes=False, dashboard_address=":0") as lc:
             with Client(lc) as client:
                 if with_scheduler_plugin:
                     client.register_plugin(PrefetchSchedulerPlugin())
                 client.register_plugin(PrefetchWorkerPlugin(prefetch_storage=[(tier, 1)]))
                 tg = read_tractogram(f"s3://{BUCKET}/one-block.*", storage_options=storage_options, block_size="1 MiB")
-                assert tg.npartitions == 6
+                assert tg.npartitions == 12  # more than the threads: some are opened ahead
                 assert tg.lengths.sum().compute() == sum(len(s) for shard in shards for s in shard)
                 served = sum(client.run(bytes_served_by_plugin).values())
                 # each task reads the global header and a shard's body: all through the one-block tiers
