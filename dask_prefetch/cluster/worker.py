@@ -116,7 +116,10 @@ class PrefetchWorkerPlugin(WorkerPlugin):
                 f"(client.unregister_worker_plugin(name))"
             )
         storage = self.prefetch_storage or config.default_storage()
-        TierSet(storage, create=True)  # make missing directories; check them, budgets and settings
+        try:
+            TierSet(storage, create=True)  # make missing directories; check them, budgets and settings
+        except (OSError, ValueError) as e:  # the message says it all: no frames of ours behind it
+            raise e.with_traceback(None) from None
         sweep_storage(storage)  # a killed worker's blocks go now, not when a file is next opened there
         lookahead = None if config.get("next-tasks") is None else config.get_int("next-tasks", minimum=0)
         head_bytes, claim_timeout = config.get_bytes("next-task-bytes"), config.get_seconds("read-timeout")
