@@ -16,7 +16,7 @@ import os
 from dataclasses import dataclass, field
 
 from .layout import Block
-from .tiers import DISK_FULL, REMOVED, ScratchDirectory, StorageTier, TierSet
+from .tiers import DISK_FULL, REMOVED, ScratchDirectory, StorageTier, TierSet, sweep_stale
 
 logger = logging.getLogger(__name__)
 #: Errors meaning "this disk has no room", whatever the budget says.
@@ -77,6 +77,10 @@ class BlockFiles:
     def create(self, tier: StorageTier, block: Block) -> tuple[str, int] | None:
         """Create ``block``'s file in ``tier`` (reserved by the caller) with its space allocated.
 
+        A disk with no room is first swept of dead processes' scratch directories (see
+        :func:`~dask_prefetch.tiers.sweep_stale`; a killed sibling's blocks may be what fills it),
+        and the block tried once more if that freed any.
+
         Returns
         -------
         (path, fd), or None
@@ -90,14 +94,13 @@ class BlockFiles:
         """
         path = self.scratch[tier.directory].file(f"{block.index}.part")
         try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
             try:
-                os.posix_fallocate(fd, 0, block.length)
+                fd = self._allocate(path, block.length)
             except OSError as e:
-                if e.errno in NO_SPACE:
-                    os.close(fd)
-                    os.unlink(path)
-                    raise  # filesystems that cannot allocate ahead (EOPNOTSUPP, EINVAL) fail on write instead
+                if e.errno not in NO_SPACE or not sweep_stale(tier.directory):
+                    raise
+                logger.debug("%s: disk full; swept dead processes' leftovers, trying again", tier.directory)
+                fd = self._allocate(path, block.length)
         except OSError as e:
             self.tiers.release(tier, block.length)
             if e.errno in NO_SPACE:
@@ -109,6 +112,19 @@ class BlockFiles:
             e.filename = e.filename or path
             raise
         return path, fd
+
+    @staticmethod
+    def _allocate(path: str, nbytes: int) -> int:
+        """A new file at ``path`` with ``nbytes`` allocated (no file left behind if the disk is full)."""
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        try:
+            os.posix_fallocate(fd, 0, nbytes)
+        except OSError as e:
+            if e.errno in NO_SPACE:
+                os.close(fd)
+                os.unlink(path)
+                raise  # filesystems that cannot allocate ahead (EOPNOTSUPP, EINVAL) fail on write instead
+        return fd
 
     def _scratch_lost(self, tier: StorageTier) -> bool:
         """Our directory under ``tier`` is gone: make it again, or give the tier up. False if neither applies."""

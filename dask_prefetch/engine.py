@@ -104,7 +104,10 @@ class PrefetchEngine:
         self._cursor = start
         self._inflight = 0
         self._held = 0  # bytes of tier space our blocks hold
-        self._limit = opening_limit.get()  # bytes we may hold, cursor block aside (None: our fair share)
+        # Bytes we may hold, cursor block aside; None: our fair share. Not None: opened ahead of the
+        # reader (its task), so even our cursor block is prefetching and yields to readers' (see _shed).
+        self._limit = opening_limit.get()
+        self._yielded = False  # opened ahead, and gave all our space to a starved reader: wait for set_limit(None)
         if self._limit is not None:  # no more than the whole file takes (blocks are page-rounded one by one)
             self._limit = min(self._limit, sum(disk_bytes(b.length) for b in layout.blocks))
         self._asked_at: float | None = None  # when the reader asked for the file (see start_clock)
@@ -112,6 +115,7 @@ class PrefetchEngine:
         self._tracer = current_tracer()
         self._traced = self._tracer.new_file(layout.shards[0].path) if self._tracer is not None else -1
         self._closed = False
+        self._pid = os.getpid()  # only this process cleans up (a forked child must not delete our blocks)
         self._failure: BaseException | None = None
         self._after_error = False  # a read raised a fetch error and the reader has not asked again
         self.files = BlockFiles(tiers)
@@ -151,7 +155,9 @@ class PrefetchEngine:
         Raises
         ------
         OSError
-            The fetch's own error (``FileExpired``, a persistent S3 failure, ...).
+            The fetch's own error (``FileExpired``, a persistent S3 failure, ...). Every block
+            whose GET had failed is then forgotten and nothing is fetched until the reader asks
+            again: a retry once S3 is well makes fresh GETs (``FileExpired`` aside: it stays).
         TimeoutError
             If no data arrived within ``read_timeout`` seconds.
         """
@@ -166,7 +172,9 @@ class PrefetchEngine:
                     error = slot.error
                     if isinstance(error, FileExpired):
                         self._failure = error  # the object changed: every later read fails the same way
-                    self._drop(slot)
+                    # Every block whose GET failed is forgotten, not only this one: the reader's retry,
+                    # once S3 is well again, must make fresh GETs, not meet errors of the outage.
+                    self._forget_failed()
                     # Fetch nothing more until the reader asks again: a retry at once, while S3 is
                     # still failing, would only hand the reader's own retry a stale error.
                     self._after_error = True
@@ -226,15 +234,26 @@ class PrefetchEngine:
         """Hold at most ``nbytes`` of blocks (the cursor's block always), or None for our fair share.
 
         A file opened ahead of the task that will read it prefetches only its first blocks,
-        then the whole window once the task claims it.
+        then the whole window once the task claims it. Until then (``nbytes`` not None) the file
+        has no reader: when a reader sharing the tiers has no room for its cursor block, this
+        file gives back every block, its first included, and fetches nothing more until it is
+        claimed (:meth:`set_limit` with None).
         """
         with self._cond:
             self._limit = nbytes
+            if nbytes is None:
+                self._yielded = False
             self.tiers.set_cap(self._space_released, nbytes)
             self._schedule()
 
     def close(self) -> None:
-        """Stop every GET, delete every block file and give the space back; idempotent."""
+        """Stop every GET, delete every block file and give the space back; idempotent.
+
+        In a process forked from ours (``os.fork``), closing does nothing: the blocks, the scratch
+        directories and the event loop belong to the parent, which goes on reading.
+        """
+        if os.getpid() != self._pid:
+            return
         if self._on_loop_thread():  # e.g. garbage collection inside one of our own callbacks
             if not self._cond.acquire(blocking=False):
                 self._loop.call_soon(self.close)  # the lock is held, maybe by this very thread: later
@@ -278,6 +297,8 @@ class PrefetchEngine:
 
     def _move_to(self, index: int) -> None:
         resume, self._after_error = self._after_error, False  # the reader is back after a failed read
+        if resume:
+            self._forget_failed()  # GETs that failed after the read raised, while the reader was away
         if index < self._cursor:
             self._cursor = index
         elif index > self._cursor:
@@ -286,12 +307,14 @@ class PrefetchEngine:
             self._cursor = index
         elif not resume:
             return
+        if self._cursor in self._slots:
+            self.tiers.satisfied(self._space_released)  # had we pressed for room, we need none now
         self._schedule()
 
     def _schedule(self) -> None:
         """Start GETs in block order from the cursor while slots and tier space allow."""
-        if self._after_error:
-            return  # until the reader asks again (see view)
+        if self._after_error or self._yielded:
+            return  # until the reader asks again (see view), or our task claims us (see _shed)
         blocks = self.layout.blocks
         i = self._cursor
         while i < len(blocks) and self._inflight < self.concurrency and not self._closed:
@@ -316,13 +339,15 @@ class PrefetchEngine:
             i += 1
 
     def _open_slot(self, block: Block) -> Slot | None:
+        # The block a reader waits for (or soon will) comes before any prefetching: see TierSet.press.
+        urgent = block.index == self._cursor and self._limit is None
         if block.index != self._cursor:
             after = self._held + disk_bytes(block.length)
             if after > self.tiers.fair_share() or (self._limit is not None and after > self._limit):
                 return None  # tiers shared with other files: prefetch no further than our share
         placed = None
         while placed is None:
-            tier = self.tiers.reserve(block.length)
+            tier = self.tiers.reserve(block.length, self._space_released, urgent)
             while tier is None:
                 if not self._make_room_after(block.index):
                     if self._nowhere_to_go():
@@ -332,10 +357,10 @@ class PrefetchEngine:
                             f"{block.shard.path}: no prefetch_storage tier can hold block {block.index} "
                             f"({block.length / 2**20:.1f} MiB): " + "; ".join(self.tiers.unusable_reasons()),
                         )
-                    if block.index == self._cursor and self._limit is None:
+                    if urgent:
                         self.tiers.press(self._space_released)  # others hold more than their share
                     return None
-                tier = self.tiers.reserve(block.length)
+                tier = self.tiers.reserve(block.length, self._space_released, urgent)
             placed = self.files.create(tier, block)
         path, fd = placed
         if block.index in self._evicted:
@@ -346,6 +371,11 @@ class PrefetchEngine:
             self._note("requested", block.index, self.tiers.tiers.index(tier))
         self._held += disk_bytes(block.length)
         return slot
+
+    def _forget_failed(self) -> None:
+        """Drop every block whose GET failed: it is fetched afresh when the reader needs it again."""
+        for slot in [s for s in self._slots.values() if s.error is not None]:
+            self._drop(slot)
 
     def _nowhere_to_go(self) -> bool:
         """No tier can take a block, and no block held by anyone can be released to change that."""
@@ -471,8 +501,22 @@ class PrefetchEngine:
             self._loop.call_soon_threadsafe(self._shed)
 
     def _shed(self) -> None:
-        """Give back the furthest blocks ahead of the reader until we hold no more than our share."""
+        """Give back the furthest blocks ahead of the reader until we hold no more than our share.
+
+        A file opened ahead of its task has no reader yet: it gives back every block, its cursor
+        block too, and waits to be claimed. Otherwise, with a budget of one block, its first
+        block would keep the running task's reader from ever getting room for its next one,
+        and the task would never end to claim it (the wait cycle of issue #16, item 4).
+        """
         with self._cond:
+            if self._closed:
+                return
+            if self._limit is not None:
+                self._yielded = True
+                self.tiers.set_cap(self._space_released, 0)  # holding nothing: the readers share the rest
+                for slot in list(self._slots.values()):
+                    self._drop(slot)
+                return
             share = self.tiers.fair_share()
             for index in sorted((i for i in self._slots if i > self._cursor), reverse=True):
                 if self._held <= share:

@@ -12,9 +12,11 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
+import stat
 import tempfile
 import threading
 import time
+import weakref
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Sequence
 
@@ -60,43 +62,77 @@ class TierSet:
     ----------
     storage
         ``[(directory, MiB), ...]``, highest priority first.
+    create
+        Make missing directories (see :func:`make_directories`) instead of refusing them.
 
     Raises
     ------
-    TypeError, ValueError
+    TypeError
         If ``storage`` is malformed (see :func:`dask_prefetch.checks.check_storage`).
-    OSError
-        If a directory does not exist or is not writable.
+    ValueError
+        If ``storage`` is malformed, or names one directory twice, also through a symlink or
+        another path to it (its budget would count twice).
+    FileNotFoundError, NotADirectoryError, PermissionError
+        If a directory does not exist (and ``create`` is false or it cannot be made), is not a
+        directory, or is not writable.
     """
 
-    def __init__(self, storage: Sequence[tuple[str, float]]) -> None:
+    def __init__(self, storage: Sequence[tuple[str, float]], create: bool = False) -> None:
         tiers = []
+        seen: dict[tuple[int, int], str] = {}
         for directory, mib in check_storage(storage):
             directory = os.path.abspath(directory)
-            if not os.path.isdir(directory):
-                raise FileNotFoundError(f"prefetch_storage directory {directory!r} does not exist")
+            if create:
+                make_directories(directory)
+            info = _directory_stat(directory)
             if not os.access(directory, os.W_OK | os.X_OK):
                 raise PermissionError(f"prefetch_storage directory {directory!r} is not writable")
+            same = seen.get((info.st_dev, info.st_ino))
+            if same is not None:
+                raise ValueError(
+                    f"prefetch_storage names directory {os.path.realpath(directory)!r} twice, as {same!r} "
+                    f"and {directory!r}: its budget would count twice"
+                )
+            seen[(info.st_dev, info.st_ino)] = directory
             tiers.append(StorageTier(directory, int(mib * MiB)))
         self.tiers: tuple[StorageTier, ...] = tuple(tiers)
         self._lock = threading.Lock()
         self._listeners: list[Callable[[], None]] = []
         self._shedders: dict[Callable[[], None], Callable[[], None]] = {}
         self._caps: dict[Callable[[], None], int] = {}  # users holding at most this much
+        self._starved: set[Callable[[], None]] = set()  # users whose reader waits for room (see press)
 
     @property
     def largest_budget(self) -> int:
         return max(t.budget for t in self.tiers)
 
-    def reserve(self, nbytes: int) -> StorageTier | None:
-        """Reserve room for a file of ``nbytes`` in the first tier that has it, or None."""
+    def reserve(self, nbytes: int, user: Callable[[], None] | None = None, urgent: bool = True) -> StorageTier | None:
+        """Reserve room for a file of ``nbytes`` in the first tier that has it, or None.
+
+        Parameters
+        ----------
+        nbytes
+            The file's size (reserved page-rounded).
+        user
+            The listener callback of the user reserving (see :meth:`add_listener`).
+        urgent
+            True for the block a reader needs now (its cursor block); False for prefetching
+            ahead, which is refused while any reader waits for room (see :meth:`press`).
+        """
         need = disk_bytes(nbytes)
         with self._lock:
+            if not urgent and self._starved:
+                return None  # readers waiting for their cursor blocks come first
             for tier in self.tiers:
                 if tier.free >= need and tier.unusable is None:
                     tier.used += need
-                    return tier
-        return None
+                    break
+            else:
+                return None
+            woken = self._stop_starving(user)
+        for listener in woken:
+            listener()
+        return tier
 
     def release(self, tier: StorageTier, nbytes: int) -> None:
         """Give back a reservation made by :meth:`reserve`, then wake the listeners."""
@@ -123,7 +159,8 @@ class TierSet:
         """Join as a user of these tiers.
 
         ``callback()`` is called whenever space is released, ``shed()`` when another user cannot
-        get room for the block its reader needs (give back what is beyond your :meth:`fair_share`).
+        get room for the block its reader needs (give back what is beyond your :meth:`fair_share`;
+        a user with no reader yet, such as a file opened ahead of its task, gives back everything).
         Both must be quick and not raise.
         """
         with self._lock:
@@ -137,6 +174,9 @@ class TierSet:
                 self._listeners.remove(callback)
             self._shedders.pop(callback, None)
             self._caps.pop(callback, None)
+            woken = self._stop_starving(callback)
+        for listener in woken:
+            listener()
 
     def set_cap(self, callback: Callable[[], None], nbytes: int | None) -> None:
         """The user registered with ``callback`` holds at most ``nbytes`` (None: its fair share)."""
@@ -153,18 +193,111 @@ class TierSet:
             return max(0, left) // max(1, len(self._listeners) - len(self._caps))
 
     def press(self, callback: Callable[[], None]) -> None:
-        """Ask every user but the one registered with ``callback`` to shed what is beyond its share."""
+        """The user registered with ``callback`` has no room for the block its reader needs.
+
+        Until that user's next :meth:`reserve` succeeds (or it leaves), it is *starved*: no one
+        may reserve for prefetching (``urgent=False``), and every other user is asked to shed
+        what is beyond its share (files opened ahead of their task shed everything). Readers'
+        cursor blocks are the only space left then, and each is released when its reader moves
+        on, so the starved reader gets its block: the smallest budget, one block, makes
+        progress one block at a time.
+        """
         with self._lock:
+            if callback in self._listeners:
+                self._starved.add(callback)
             shedders = [shed for cb, shed in self._shedders.items() if cb is not callback]
         for shed in shedders:
             shed()
+
+    def satisfied(self, callback: Callable[[], None]) -> None:
+        """The user registered with ``callback`` needs no room now (its reader moved to a block it holds)."""
+        with self._lock:
+            woken = self._stop_starving(callback)
+        for listener in woken:
+            listener()
+
+    def starved(self) -> bool:
+        """Whether some reader waits for room for its cursor block (see :meth:`press`)."""
+        with self._lock:
+            return bool(self._starved)
+
+    def _stop_starving(self, user: Callable[[], None] | None) -> list[Callable[[], None]]:
+        """Forget that ``user`` is starved; the listeners to wake if prefetching may resume (lock held)."""
+        if user is None or user not in self._starved:
+            return []
+        self._starved.discard(user)
+        return [] if self._starved else list(self._listeners)
+
+
+def _directory_stat(directory: str) -> os.stat_result:
+    """``os.stat`` of a tier directory, or an error that says what is wrong with it."""
+    try:
+        info = os.stat(directory)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"prefetch_storage directory {directory!r} does not exist") from None
+    except NotADirectoryError:
+        raise NotADirectoryError(
+            f"prefetch_storage directory {directory!r} cannot exist: a component of its path is a file"
+        ) from None
+    except PermissionError:
+        raise PermissionError(f"prefetch_storage directory {directory!r} cannot be reached (permission denied)") from None
+    if not stat.S_ISDIR(info.st_mode):
+        raise NotADirectoryError(f"prefetch_storage directory {directory!r} is not a directory")
+    return info
+
+
+def make_directories(directory: str) -> list[str]:
+    """Create ``directory`` and its missing parents, mode 0700, as fsspec's caches make theirs.
+
+    Only the missing components are created (and made private); existing ones are left as they
+    are. Safe when several processes make the same directory at once.
+
+    Returns
+    -------
+    list of str
+        The directories created, outermost first.
+
+    Raises
+    ------
+    NotADirectoryError
+        If the path, or a component of it, is a file.
+    PermissionError
+        If a missing component cannot be created.
+    """
+    directory = os.path.abspath(directory)
+    missing = []
+    path = directory
+    while not os.path.lexists(path):
+        missing.append(path)
+        path = os.path.dirname(path)
+    made = []
+    for path in reversed(missing):
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            continue  # made meanwhile by another process (another worker on this machine)
+        except NotADirectoryError:
+            raise NotADirectoryError(
+                f"prefetch_storage directory {directory!r} cannot be made: a component of its path is a file"
+            ) from None
+        except PermissionError as e:
+            raise PermissionError(
+                f"prefetch_storage directory {directory!r} does not exist and cannot be made "
+                f"({os.path.dirname(path)!r}: {e.strerror})"
+            ) from None
+        os.chmod(path, 0o700)  # whatever the umask
+        made.append(path)
+    _directory_stat(directory)
+    return made
 
 
 class ScratchDirectory:
     """A private directory (mode 0700) for one owner's block files under ``parent``.
 
     It holds an exclusive ``flock`` on a lock file for its lifetime, so a sweep of a later
-    process can tell directories of dead owners (lock free) from live ones.
+    process can tell directories of dead owners (lock free) from live ones. Only the process
+    that made it removes it: after ``os.fork`` the child lets go of its copy of the lock (so the
+    parent's death still frees it) and never deletes the parent's directory.
 
     Raises
     ------
@@ -174,6 +307,7 @@ class ScratchDirectory:
 
     def __init__(self, parent: str) -> None:
         _sweep_once(parent)
+        self._pid = os.getpid()
         # Made under a name sweeps ignore, locked, then renamed: never seen unlocked by a sweep.
         making = tempfile.mkdtemp(prefix=f".{SCRATCH_PREFIX}", dir=parent)
         try:
@@ -186,20 +320,47 @@ class ScratchDirectory:
             if getattr(self, "_lock_fd", None) is not None:
                 os.close(self._lock_fd)  # type: ignore[arg-type]
             raise
+        _live_scratch.add(self)
 
     def file(self, name: str) -> str:
         return os.path.join(self.path, name)
 
     def remove(self) -> None:
-        """Delete the directory and everything in it; idempotent."""
+        """Delete the directory and everything in it; idempotent. In another process (a fork), do nothing."""
+        if os.getpid() != self._pid:
+            self._forget()
+            return
         shutil.rmtree(self.path, ignore_errors=True)
+        self._forget()
+
+    def _forget(self) -> None:
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
+        _live_scratch.discard(self)
 
 
+_live_scratch: weakref.WeakSet[ScratchDirectory] = weakref.WeakSet()
 _swept: set[str] = set()
 _swept_lock = threading.Lock()
+
+
+def _after_fork_in_child() -> None:
+    """A forked child holds copies of our lock descriptors: close them, so our death frees the locks."""
+    global _swept_lock
+    _swept_lock = threading.Lock()  # another thread may have held it at the fork
+    _swept.clear()  # a new process: its first scratch directory per tier sweeps again
+    for scratch in list(_live_scratch):
+        if scratch._lock_fd is not None:
+            try:
+                os.close(scratch._lock_fd)
+            except OSError:
+                pass
+            scratch._lock_fd = None
+    _live_scratch.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _sweep_once(parent: str) -> None:
@@ -215,7 +376,9 @@ def sweep_stale(parent: str) -> list[str]:
 
     A directory is stale when nobody holds its lock (its owner died), or when it has no lock
     file and is older than a grace period. Only directories owned by this user are touched,
-    and their contents are never read. Opening a file sweeps each tier once per process.
+    and their contents are never read. Opening a file sweeps each tier once per process; a
+    tier whose disk is full is swept again (see :class:`~dask_prefetch.blockfiles.BlockFiles`),
+    and ``PrefetchWorkerPlugin.setup`` sweeps its tiers at once.
 
     Returns
     -------
@@ -227,6 +390,38 @@ def sweep_stale(parent: str) -> list[str]:
         if _is_stale(path):
             shutil.rmtree(path, ignore_errors=True)
             removed.append(path)
+    return removed
+
+
+def sweep_storage(storage: Sequence[tuple[str, float]] | None = None) -> list[str]:
+    """Sweep every tier directory of ``storage`` of dead processes' scratch directories, now.
+
+    For long-lived processes that start using tiers (the worker plugin's setup, the
+    ``dask-prefetch`` command's start): a killed process's blocks (RAM, on ``/dev/shm``) go at
+    once rather than when a file is next opened there. Missing directories are skipped.
+
+    Parameters
+    ----------
+    storage
+        ``[(directory, MiB), ...]``; None: ``dask-prefetch.storage`` (or its default).
+
+    Returns
+    -------
+    list of str
+        The directories removed.
+
+    Raises
+    ------
+    TypeError, ValueError
+        If ``storage`` is malformed (see :func:`dask_prefetch.checks.check_storage`).
+    """
+    if storage is None:
+        from .config import default_storage
+
+        storage = default_storage()
+    removed = []
+    for directory, _ in check_storage(storage):
+        removed += sweep_stale(os.path.abspath(directory))
     return removed
 
 

@@ -178,3 +178,78 @@ def test_prefetch_hits_are_reads_that_found_their_block_local(fs, raw_fs, tiers)
         assert f.read() == raw_fs.cat(path)
         stats = f.engine.stats
     assert (stats.reads, stats.reads_waited, stats.hit_ratio) == (16, 0, 1.0)
+
+
+
+def read_through(engine) -> bytes:
+    """Every byte of ``engine``'s logical file, read through :meth:`PrefetchEngine.view` as a reader does."""
+    got = bytearray()
+    for index, block in enumerate(engine.layout.blocks):
+        offset = 0
+        while offset < block.length:
+            _, fd, end = engine.view(index, offset)
+            try:
+                got += os.pread(fd, end - offset, offset)
+            finally:
+                os.close(fd)
+            offset = end
+    return bytes(got)
+
+
+def test_a_file_opened_ahead_never_starves_a_readers_cursor_block(fs, raw_fs, tiers):
+    """#16.4: one block of budget, shared with a file opened ahead of its task (holding its head)."""
+    from fsspec.asyn import sync
+
+    from dask_prefetch import PrefetchEngine, TierSet
+    from dask_prefetch.layout import Layout
+
+    def layout(paths: list[str]) -> Layout:
+        return Layout.from_objects(sync(fs.loop, fs._pin_objects, paths), 1000, MiB, 256 * 1024)
+
+    ahead_paths = put_shards(raw_fs, [1000, MiB + 1000], prefix="ahead")  # a global header + a shard
+    read_paths = put_shards(raw_fs, [1000, 2 * MiB + 1000], prefix="read", seed=10)
+    shared = TierSet(tiers(1))  # exactly one block: the smallest legal budget
+    token = opening_limit.set(64 * MiB)  # as the worker opens the next task's stream ahead
+    try:
+        ahead = PrefetchEngine(fs, layout(ahead_paths), shared, concurrency=4, retries=3, read_timeout=5)
+    finally:
+        opening_limit.reset(token)
+    try:
+        wait_until(lambda: ahead.held_blocks() == [0] and ahead.in_flight == 0)  # its header, one page
+        reader = PrefetchEngine(fs, layout(read_paths), shared, concurrency=4, retries=3, read_timeout=5)
+        try:
+            expected = logical_bytes(raw_fs, read_paths, 1000)
+            assert read_through(reader) == expected  # block by block: each takes the whole budget
+        finally:
+            reader.close()
+        ahead.set_limit(None)  # its task claims it at last: it reads its own file in the same budget
+        expected = logical_bytes(raw_fs, ahead_paths, 1000)
+        assert read_through(ahead) == expected
+    finally:
+        ahead.close()
+    assert shared.tiers[0].used == 0
+
+
+def test_after_a_failed_read_every_failed_get_is_forgotten(s3_server, storage_options, raw_fs, tiers):
+    """#19.2: an outage fails many GETs ahead of the reader; once it is over, one retry reads everything."""
+    import dask
+    import pytest
+
+    from dask_prefetch import S3PrefetchFileSystem
+    from dask_prefetch.testing import FaultProxy
+
+    (path,) = put_shards(raw_fs, [MiB])
+    with FaultProxy(s3_server.endpoint_url, {"reset": 1.0}, cut=0).start() as proxy:  # the outage: every GET fails
+        fs = S3PrefetchFileSystem(**{**storage_options, "endpoint_url": proxy.endpoint_url}, skip_instance_cache=True)
+        with dask.config.set({"dask-prefetch.retries": 2}):
+            f = fs.open(path, block_size=64 * 1024, part_size=64 * 1024, concurrency=4, prefetch_storage=tiers(0.5))
+        with f:
+            wait_until(lambda: f.engine.in_flight == 0, timeout=30)  # the window is full of failed blocks
+            assert len(f.engine.held_blocks()) == 8
+            with pytest.raises(OSError, match="failed 2 times"):
+                f.read()
+            failed = proxy.counts()["reset"]
+            assert failed >= 2 * 8
+            proxy.set_rates(reset=0.0)  # the store recovers
+            assert f.read() == raw_fs.cat(path)  # the caller's single retry
+            assert proxy.counts()["reset"] == failed

@@ -125,3 +125,48 @@ def test_no_tier_with_room_raises_enospc(storage_options, raw_fs, tmp_path):
     assert out["errno"] == errno.ENOSPC, out
     assert f"{path}: no prefetch_storage tier can hold block" in out["error"] and "disk full" in out["error"]
     assert out["left"] == []
+
+
+RESWEEP_CHILD = textwrap.dedent(
+    """
+    import hashlib, json, os, subprocess, sys
+    from dask_prefetch import S3PrefetchFileSystem
+    from dask_prefetch.tiers import ScratchDirectory
+    options, path, tiny = json.loads(sys.argv[1])
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", tiny], check=True)
+    ScratchDirectory(tiny).remove()  # this long-lived process swept the tier once, when it was clean
+    dies = (
+        "import os, sys; from dask_prefetch.tiers import ScratchDirectory; s = ScratchDirectory(sys.argv[1]);"
+        "open(s.file('0'), 'wb').write(b'x' * 900 * 1024); os._exit(0)"
+    )
+    subprocess.run([sys.executable, "-c", dies, tiny], check=True)  # a sibling dies, its blocks left on the tier
+    out = {"left_by_the_dead": len(os.listdir(tiny))}
+    fs = S3PrefetchFileSystem(**options)
+    try:
+        with fs.open(path, prefetch_storage=[(tiny, 8)], block_size=256 * 1024, part_size=64 * 1024) as f:
+            out["sha256"] = hashlib.sha256(f.read()).hexdigest()
+    except OSError as e:
+        out["error"] = str(e)
+    out["left"] = os.listdir(tiny)
+    print(json.dumps(out))
+    """
+)
+
+
+def test_a_tier_short_of_space_is_swept_of_dead_owners_again(storage_options, raw_fs, tmp_path):
+    import hashlib
+
+    if shutil.which("unshare") is None or subprocess.run(["unshare", "-rm", "true"], capture_output=True).returncode:
+        pytest.skip("needs unshare(1) and user namespaces to mount a small tmpfs")
+    (path,) = put_shards(raw_fs, [2 * MiB])
+    tiny = tmp_path / "tiny"
+    tiny.mkdir()
+    env = {**os.environ, "AWS_DEFAULT_REGION": "us-east-1"}
+    arg = json.dumps([storage_options, path, str(tiny)])
+    child = subprocess.run(
+        ["unshare", "-rm", sys.executable, "-c", RESWEEP_CHILD, arg], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert child.returncode == 0, child.stderr
+    out = json.loads(child.stdout)
+    assert out["left_by_the_dead"] == 1 and out.get("error") is None, out  # 900 KiB of the 1 MiB disk: swept
+    assert out["sha256"] == hashlib.sha256(raw_fs.cat(path)).hexdigest() and out["left"] == []

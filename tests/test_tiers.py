@@ -74,8 +74,54 @@ def test_bad_storage_is_refused(tmp_path):
 def test_a_file_is_not_a_tier_directory(tmp_path):
     f = tmp_path / "file"
     f.write_bytes(b"x")
-    with pytest.raises(OSError, match="does not exist"):
+    with pytest.raises(NotADirectoryError, match=f"^prefetch_storage directory {str(f)!r} is not a directory$"):
         TierSet([(str(f), 10)])
+    with pytest.raises(NotADirectoryError, match="a component of its path is a file"):
+        TierSet([(str(f / "below"), 10)])
+    with pytest.raises(NotADirectoryError, match="a component of its path is a file"):
+        TierSet([(str(f / "below"), 10)], create=True)
+
+
+def test_one_directory_named_twice_through_a_symlink_is_refused(tmp_path):
+    real = tmp_path / "real"
+    real.mkdir()
+    (tmp_path / "link").symlink_to(real)
+    with pytest.raises(ValueError, match=f"names directory {str(real)!r} twice.*its budget would count twice"):
+        TierSet([(str(real), 10), (str(tmp_path / "link"), 10)])
+    with pytest.raises(ValueError, match="twice"):
+        TierSet([(str(tmp_path / "link"), 10), (str(tmp_path / "link" / "." / ".." / "real"), 10)])
+
+
+def test_missing_directories_are_made_private_only_where_missing(tmp_path):
+    from dask_prefetch.tiers import make_directories
+
+    base = tmp_path / "base"
+    base.mkdir(mode=0o755)
+    target = base / "a" / "b"
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        TierSet([(str(target), 1)])  # only when asked to
+    old_umask = os.umask(0o022)
+    try:
+        (tier,) = TierSet([(str(target), 1)], create=True).tiers
+    finally:
+        os.umask(old_umask)
+    assert tier.directory == str(target)
+    assert [stat.S_IMODE(p.stat().st_mode) for p in (base, base / "a", target)] == [0o755, 0o700, 0o700]
+    assert make_directories(str(target)) == []  # already there: untouched
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may make directories anywhere")
+def test_a_directory_that_cannot_be_made_is_named(tmp_path):
+    from dask_prefetch.tiers import make_directories
+
+    base = tmp_path / "base"
+    base.mkdir()
+    os.chmod(base, 0o500)  # no room to make anything below
+    try:
+        with pytest.raises(PermissionError, match="does not exist and cannot be made"):
+            make_directories(str(base / "c"))
+    finally:
+        os.chmod(base, 0o755)
 
 
 def test_scratch_directory_is_private_and_removed(tmp_path):
@@ -106,6 +152,29 @@ def test_sweep_removes_dead_owners_directories_and_keeps_live_ones(tmp_path):
         live.remove()
 
 
+def test_sweep_storage_sweeps_every_tier_now(tmp_path):
+    from dask_prefetch.tiers import sweep_storage
+
+    code = (
+        "import os, sys; from dask_prefetch.tiers import ScratchDirectory;"
+        "print(ScratchDirectory(sys.argv[1]).path, flush=True); os._exit(0)"
+    )
+    tiers = [tmp_path / "a", tmp_path / "b"]
+    for tier in tiers:
+        tier.mkdir()
+    live = ScratchDirectory(str(tiers[1]))  # (its first scratch directory there sweeps it: before the deaths)
+    try:
+        dead = []
+        for tier in tiers:
+            out = subprocess.run([sys.executable, "-c", code, str(tier)], capture_output=True, text=True, check=True)
+            dead.append(out.stdout.strip())
+        storage = [(str(tiers[0]), 1), (str(tiers[1]), 1), (str(tmp_path / "missing"), 1)]
+        assert sorted(sweep_storage(storage)) == sorted(dead)
+        assert os.listdir(tiers[0]) == [] and os.path.isdir(live.path)
+    finally:
+        live.remove()
+
+
 def test_capped_users_leave_the_rest_of_the_budget_to_the_others(tiers):
     tier_set = TierSet(tiers(8))
     users = [lambda: None for _ in range(3)]
@@ -119,3 +188,27 @@ def test_capped_users_leave_the_rest_of_the_budget_to_the_others(tiers):
     tier_set.set_cap(users[1], 1 * MiB)
     tier_set.remove_listener(users[1])
     assert tier_set.fair_share() == 4 * MiB
+
+
+def test_a_starved_reader_comes_before_prefetching_until_it_has_its_block(tiers):
+    tier_set = TierSet(tiers(1))
+    woken: list[str] = []
+    reader, prefetcher = (lambda: woken.append("reader")), (lambda: woken.append("prefetcher"))
+    shed: list[str] = []
+    tier_set.add_listener(reader, lambda: shed.append("reader"))
+    tier_set.add_listener(prefetcher, lambda: shed.append("prefetcher"))
+    held = tier_set.reserve(PAGE, prefetcher, urgent=False)
+    assert held is not None and tier_set.reserve(MiB, reader) is None  # one page short
+    tier_set.press(reader)
+    assert shed == ["prefetcher"] and tier_set.starved()
+    assert tier_set.reserve(PAGE, prefetcher, urgent=False) is None  # no prefetching while a reader waits
+    tier_set.release(held, PAGE)
+    woken.clear()
+    assert tier_set.reserve(MiB, reader) is not None and not tier_set.starved()
+    assert woken == ["reader", "prefetcher"]  # prefetching may resume: everyone hears of it
+    tier_set.press(reader)
+    tier_set.satisfied(reader)  # its reader moved on to a block it holds
+    assert not tier_set.starved()
+    tier_set.press(prefetcher)
+    tier_set.remove_listener(prefetcher)  # a starved user that leaves is forgotten
+    assert not tier_set.starved()

@@ -7,7 +7,7 @@ import threading
 import urllib.request
 
 import pytest
-from conftest import MiB, disk_usage, put_shards, wait_until
+from conftest import BUCKET, MiB, disk_usage, put_shards, wait_until
 from distributed import Client, LocalCluster
 
 from dask_prefetch import PrefetchWorkerPlugin, S3PrefetchFileSystem
@@ -143,3 +143,107 @@ def test_waits_for_data_show_in_fine_performance_metrics(cluster, s3_server, sto
         return sum(v for k, v in metrics.items() if isinstance(k, tuple) and "prefetch-wait" in k)
 
     wait_until(lambda: waited() > 0.2)  # reported with the workers' heartbeats
+
+
+@pytest.mark.parametrize("with_scheduler_plugin, threads", [(False, 1), (True, 1), (True, 4)])
+def test_a_budget_of_exactly_one_block_makes_progress(storage_options, raw_fs, tiers, with_scheduler_plugin, threads):
+    """#16.4: files opened ahead of their tasks must not starve the running task's cursor block."""
+    import dask
+
+    from dask_prefetch import PrefetchSchedulerPlugin, read_tractogram
+    from dask_prefetch.testing.tractograms import sharded_tractogram, upload_sharded
+
+    shards = sharded_tractogram(12 * 1.15, 12)  # ~1.15 MB each: two blocks per shard after the header
+
+    upload_sharded(raw_fs, f"{BUCKET}/one-block", shards)
+    ((tier, _),) = tiers(1)
+    with dask.config.set({"dask-prefetch.read-timeout": 10}):  # stuck reads fail fast (they waited forever)
+        with LocalCluster(n_workers=2, threads_per_worker=threads, processes=False, dashboard_address=":0") as lc:
+            with Client(lc) as client:
+                if with_scheduler_plugin:
+                    client.register_plugin(PrefetchSchedulerPlugin())
+                client.register_plugin(PrefetchWorkerPlugin(prefetch_storage=[(tier, 1)]))
+                tg = read_tractogram(f"s3://{BUCKET}/one-block.*", storage_options=storage_options, block_size="1 MiB")
+                assert tg.npartitions == 12  # more than the threads: some are opened ahead
+                assert tg.lengths.sum().compute() == sum(len(s) for shard in shards for s in shard)
+                served = sum(client.run(bytes_served_by_plugin).values())
+                # each task reads the global header and a shard's body: all through the one-block tiers
+                assert served == sum(raw_fs.size(p) for p in raw_fs.glob(f"{BUCKET}/one-block.pt*"))
+
+
+def bytes_served_by_plugin(dask_worker) -> int:
+    """Bytes the worker's prefetch plugin served to its tasks."""
+    (plugin,) = [p for p in dask_worker.plugins.values() if isinstance(p, PrefetchWorkerPlugin)]
+    return plugin.stats().bytes_served
+
+
+def opened_on(fs: S3PrefetchFileSystem, path: str) -> tuple[bool, str, int]:
+    """A task: read ``path``; whether it drew on the worker plugin's tiers, under which directory, how many bytes."""
+    plugin = current_worker_plugin()
+    with fs.open(path, block_size=64 * 1024) as f:
+        data = f.read()
+        (scratch,) = f._engine.files.scratch
+        return plugin is not None and f._engine.tiers is plugin.tiers, os.path.dirname(scratch), len(data)
+
+
+def test_a_plugin_registered_under_another_name_is_found(cluster, storage_options, raw_fs, tiers):
+    (path,) = put_shards(raw_fs, [MiB])
+    ((tier, mib),) = tiers(1)
+    cluster.register_plugin(PrefetchWorkerPlugin(prefetch_storage=[(tier, mib)]), name="my-prefetch")
+    fs = S3PrefetchFileSystem(**storage_options)
+    shared, where, n = cluster.submit(opened_on, fs, path, pure=False).result()
+    assert shared and n == MiB
+    assert where == tier  # inside that worker's private directory under the plugin's tier
+    assert sum(cluster.run(bytes_served_by_plugin).values()) == MiB
+
+
+def test_a_second_prefetch_plugin_on_a_worker_is_refused(cluster, storage_options, raw_fs, tiers):
+    (path,) = put_shards(raw_fs, [MiB])
+    first, second = tiers(1, 1)
+    cluster.register_plugin(PrefetchWorkerPlugin(prefetch_storage=[first]))
+    with pytest.raises(ValueError, match="already has a PrefetchWorkerPlugin, registered as 'dask-prefetch'"):
+        cluster.register_plugin(PrefetchWorkerPlugin(prefetch_storage=[second]), name="other")
+    assert worker_dirs(second[0]) == []  # refused before making anything
+    fs = S3PrefetchFileSystem(**storage_options)
+    shared, where, _ = cluster.submit(opened_on, fs, path, pure=False).result()
+    assert shared and where == first[0]  # the first one still serves the tasks
+    cluster.unregister_worker_plugin("other")  # the refused one leaves the first one's metrics alone
+    infos = cluster.run(lambda dask_worker: "prefetch_bytes_served" in dask_worker.metrics)
+    assert all(infos.values()) and len(worker_dirs(first[0])) == 2
+
+
+def test_missing_storage_directories_are_made_private_on_the_workers(cluster, tmp_path):
+    base = tmp_path / "base"
+    base.mkdir(mode=0o755)
+    new = base / "new" / "dir"
+    cluster.register_plugin(PrefetchWorkerPlugin(prefetch_storage=[(str(new), 1)]))
+    assert len(worker_dirs(str(new))) == 2
+    assert [oct(p.stat().st_mode & 0o777) for p in (base, base / "new", new)] == ["0o755", "0o700", "0o700"]
+
+
+def test_storage_that_cannot_be_a_directory_fails_in_one_line(cluster, tmp_path):
+    (tmp_path / "file").write_bytes(b"x")
+    bad = str(tmp_path / "file" / "dir")
+    with pytest.raises(NotADirectoryError) as info:
+        cluster.register_plugin(PrefetchWorkerPlugin(prefetch_storage=[(bad, 1)]))
+    assert str(info.value) == f"prefetch_storage directory {bad!r} cannot be made: a component of its path is a file"
+
+
+def test_setup_sweeps_dead_workers_leftovers_at_once(cluster, tiers):
+    import subprocess
+    import sys
+
+    from dask_prefetch.tiers import ScratchDirectory
+
+    ((tier, mib),) = tiers(1)
+    ScratchDirectory(tier).remove()  # this process has swept the tier once already (a long-lived client)
+    code = (
+        "import os, sys; from dask_prefetch.tiers import ScratchDirectory;"
+        "s = ScratchDirectory(sys.argv[1]); open(s.file('7'), 'wb').write(b'stale');"
+        "print(s.path, flush=True); os._exit(0)"  # dies without cleaning up, as a SIGKILLed worker
+    )
+    dead = subprocess.run([sys.executable, "-c", code, tier], capture_output=True, text=True, check=True)
+    assert os.path.isdir(dead.stdout.strip())
+    cluster.register_plugin(PrefetchWorkerPlugin(prefetch_storage=[(tier, mib)]))
+    assert not os.path.exists(dead.stdout.strip())  # gone by setup, before any task opens a file
+    assert len(worker_dirs(tier)) == 2

@@ -4,7 +4,10 @@ Without the plugin each open file has a budget of its own, so a worker running 8
 budgets at once. With it, every ``S3PrefetchFileSystem`` file a task opens (without an explicit
 ``prefetch_storage``) reserves its blocks from the worker's one :class:`~dask_prefetch.tiers.TierSet`,
 inside a private directory per worker that ``teardown`` removes (and that the next worker on the
-machine sweeps if this one was killed).
+machine sweeps, at its setup, if this one was killed).
+
+The plugin is found by its type, whatever name it was registered under; a worker has at most
+one (a second one's setup raises).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from distributed.diagnostics.plugin import WorkerPlugin
 
 from .. import checks, config
 from ..stats import EngineStats
-from ..tiers import ScratchDirectory, TierSet
+from ..tiers import ScratchDirectory, TierSet, sweep_storage
 from . import prometheus
 from .next_tasks import NextTaskPrefetcher
 
@@ -40,15 +43,21 @@ class PrefetchWorkerPlugin(WorkerPlugin):
     prefetch_storage
         ``[(directory, MiB), ...]`` in descending priority, on the workers' machines: the budget of
         each worker (not of each file). Default: ``dask-prefetch.storage`` or ``/dev/shm``.
+        Directories missing on a worker are created there when the plugin is set up, as fsspec's
+        caches do: only the missing components, each private (mode 0700).
 
     Raises
     ------
     TypeError
         If ``prefetch_storage`` is not a list of ``(directory, MiB)`` pairs with numeric budgets.
     ValueError
-        If it is empty, a budget is not positive and finite, or a directory is named twice. Whether
-        the directories exist is checked on each worker when the plugin is set up (``OSError``),
-        as is the ``dask-prefetch.next-tasks`` and ``next-task-bytes`` configuration there.
+        If it is empty, a budget is not positive and finite, or a directory is named twice.
+        The rest is checked on each worker when the plugin is set up, and raised from
+        ``client.register_plugin``: a directory that cannot be made or is not a writable
+        directory (``OSError``, one line naming it), one directory named twice through a
+        symlink (``ValueError``), another ``PrefetchWorkerPlugin`` already on the worker under
+        another name (``ValueError``: one budget per worker), and the ``dask-prefetch.next-tasks``
+        and ``next-task-bytes`` configuration.
 
     Examples
     --------
@@ -56,6 +65,10 @@ class PrefetchWorkerPlugin(WorkerPlugin):
 
     Notes
     -----
+    Files opened in a task find the plugin by its type (:func:`current_worker_plugin`), so it
+    may be registered under any name. At setup it sweeps its tiers of the scratch directories of
+    dead processes (a killed worker's blocks, which on ``/dev/shm`` hold RAM).
+
     With :class:`PrefetchSchedulerPlugin` placing ``read_tractogram`` tasks, each worker also
     opens the streams of the read tasks next in its queue while the current ones compute
     (``dask-prefetch.next-tasks``, ``dask-prefetch.next-task-bytes``; see
@@ -85,6 +98,7 @@ class PrefetchWorkerPlugin(WorkerPlugin):
         self._finished = EngineStats()
         self._lock = threading.Lock()
         self.next_tasks: NextTaskPrefetcher | None = None
+        self._set_up = False
 
     def __getstate__(self) -> dict:
         return {"prefetch_storage": self.prefetch_storage}  # only the settings travel to the workers
@@ -93,8 +107,20 @@ class PrefetchWorkerPlugin(WorkerPlugin):
         self.__init__(state["prefetch_storage"])  # type: ignore[misc]
 
     def setup(self, worker: Any) -> None:
+        """Make the worker's tiers (creating missing directories) after sweeping them of dead owners."""
+        others = [name for name, p in worker.plugins.items() if p is not self and _is_active(p)]
+        if others:
+            raise ValueError(
+                f"worker {worker.address} already has a PrefetchWorkerPlugin, registered as {others[0]!r}: "
+                f"one per worker (it holds the worker's one budget); unregister one of them "
+                f"(client.unregister_worker_plugin(name))"
+            )
         storage = self.prefetch_storage or config.default_storage()
-        TierSet(storage)  # check the directories, budgets and settings before making anything
+        try:
+            TierSet(storage, create=True)  # make missing directories; check them, budgets and settings
+        except (OSError, ValueError) as e:  # the message says it all: no frames of ours behind it
+            raise e.with_traceback(None) from None
+        sweep_storage(storage)  # a killed worker's blocks go now, not when a file is next opened there
         lookahead = None if config.get("next-tasks") is None else config.get_int("next-tasks", minimum=0)
         head_bytes, claim_timeout = config.get_bytes("next-task-bytes"), config.get_seconds("read-timeout")
         try:
@@ -117,6 +143,7 @@ class PrefetchWorkerPlugin(WorkerPlugin):
         for key, metric in self._metrics().items():
             worker.metrics[key] = metric
         prometheus.add(worker.address, self)
+        self._set_up = True
 
     def transition(self, key: Any, start: str, finish: str, **kwargs: Any) -> None:
         """Open the next read tasks' streams ahead (see :class:`NextTaskPrefetcher`)."""
@@ -125,6 +152,9 @@ class PrefetchWorkerPlugin(WorkerPlugin):
 
     def teardown(self, worker: Any) -> None:
         """Stop every prefetching file of this worker and delete its directories."""
+        if not self._set_up:
+            return  # its setup failed: the metrics and directories in place are another plugin's, if any
+        self._set_up = False
         if self.next_tasks is not None:
             self.next_tasks.close()
         with self._lock:
@@ -133,6 +163,7 @@ class PrefetchWorkerPlugin(WorkerPlugin):
             engine.close()
         for directory in self._directories:
             directory.remove()
+        self.tiers = None  # files opened from now on no longer find this plugin
         for key in self._metrics():
             worker.metrics.pop(key, None)
         prometheus.remove(worker.address)
@@ -207,8 +238,23 @@ class PrefetchWorkerPlugin(WorkerPlugin):
         return metrics
 
 
+def _is_active(plugin: Any) -> bool:
+    """A PrefetchWorkerPlugin whose setup has made its tiers (and whose teardown has not run)."""
+    return isinstance(plugin, PrefetchWorkerPlugin) and plugin.tiers is not None
+
+
 def current_worker_plugin() -> PrefetchWorkerPlugin | None:
-    """The plugin of the worker running the current task, or None (not in a task, or no plugin)."""
+    """The plugin of the worker running the current task, or None (not in a task, or no plugin).
+
+    The worker's :class:`PrefetchWorkerPlugin` is found by its type, whatever name it was
+    registered under.
+
+    Raises
+    ------
+    RuntimeError
+        If the worker has two active ones (their setup refuses that; this guards against
+        plugins added by other means), rather than choosing one silently.
+    """
     acting = _acting_plugin.get()
     if acting is not None and acting.tiers is not None:
         return acting
@@ -218,5 +264,10 @@ def current_worker_plugin() -> PrefetchWorkerPlugin | None:
         worker = get_worker()
     except (ImportError, ValueError):
         return None
-    plugin = worker.plugins.get(PLUGIN_NAME)
-    return plugin if isinstance(plugin, PrefetchWorkerPlugin) and plugin.tiers is not None else None
+    active = [(name, p) for name, p in list(worker.plugins.items()) if _is_active(p)]
+    if len(active) > 1:
+        raise RuntimeError(
+            f"worker {worker.address} has {len(active)} PrefetchWorkerPlugins "
+            f"({', '.join(repr(name) for name, _ in active)}): unregister all but one"
+        )
+    return active[0][1] if active else None
