@@ -263,6 +263,7 @@ class PrefetchEngine:
             if self._closed:
                 return
             self._closed = True
+            self._cond.notify_all()  # a reader waiting for a block no tier had room for: it raises now
             self._started()  # no first bytes will come: nobody may wait for them
             for slot in list(self._slots.values()):
                 self._drop(slot, "closed")

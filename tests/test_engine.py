@@ -253,3 +253,44 @@ def test_after_a_failed_read_every_failed_get_is_forgotten(s3_server, storage_op
             proxy.set_rates(reset=0.0)  # the store recovers
             assert f.read() == raw_fs.cat(path)  # the caller's single retry
             assert proxy.counts()["reset"] == failed
+
+
+def test_close_wakes_a_reader_waiting_for_room_in_shared_tiers(fs, raw_fs, tiers):
+    """A reader whose cursor block no tier has room for (another file's reader holds the one block of
+    budget) is woken by close from another thread, instead of waiting out its read timeout."""
+    from fsspec.asyn import sync
+
+    from dask_prefetch import PrefetchEngine, TierSet
+    from dask_prefetch.layout import Layout
+
+    def engine(paths: list[str]) -> PrefetchEngine:
+        layout = Layout.from_objects(sync(fs.loop, fs._pin_objects, paths), 0, MiB, 256 * 1024)
+        return PrefetchEngine(fs, layout, shared, concurrency=4, retries=3, read_timeout=30)
+
+    shared = TierSet(tiers(1))  # one block: held by the first reader
+    holder = engine(put_shards(raw_fs, [2 * MiB], prefix="holder"))
+    waiter = None
+    try:
+        holder.view(0, 0)  # reading block 0: its space is not given up while it is read
+        waiter = engine(put_shards(raw_fs, [2 * MiB], prefix="waiter", seed=5))
+        outcome: list[BaseException] = []
+
+        def read() -> None:
+            try:
+                waiter.view(0, 0)
+            except BaseException as e:  # noqa: BLE001 - what the reader sees is the result
+                outcome.append(e)
+
+        thread = threading.Thread(target=read)
+        thread.start()
+        wait_until(lambda: shared.tiers[0].free < MiB and waiter.held_blocks() == [])
+        time.sleep(0.2)  # let it reach its wait (nothing to poll for: it waits on a condition)
+        started = time.monotonic()
+        waiter.close()
+        thread.join(10)
+        assert not thread.is_alive() and time.monotonic() - started < 5
+        assert len(outcome) == 1 and isinstance(outcome[0], ValueError) and "closed" in str(outcome[0])
+    finally:
+        holder.close()
+        if waiter is not None:
+            waiter.close()

@@ -91,7 +91,7 @@ class Seed:
         if fmt == "trk":
             header = read_trk_header(io.BytesIO(data))
             self.fields = tuple(header_2_dtype.fields[name][1] for name in header_2_dtype.names)
-            stride, extra = 3 + len(header.scalar_names), len(header.property_names)
+            stride, extra = 3 + header.n_scalars, header.n_properties
             order, records, at = header.fields["_endianness"], [], 1000
             while at + 4 <= len(data):
                 records.append(at)

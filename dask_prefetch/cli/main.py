@@ -116,6 +116,7 @@ def stats(
     progress: bool | None,
 ) -> None:
     """Streamline and point counts, bounding box and length histogram of a tractogram (S3 or local)."""
+    from ..tiers import sweep_storage
     from ..tractogram import read_tractogram
     from .job import report, run
 
@@ -127,6 +128,7 @@ def stats(
         list(paths), header_bytes=header_bytes, storage_options=options or None, npartitions=npartitions
     )  # bad paths fail here, before any cluster starts
     click.echo(f"{tg!r}")  # on stdout, with the summary: stderr is for the progress bar and errors
+    sweep_storage(tiers)  # a killed run's blocks (RAM, on /dev/shm) go now, not when a file is next opened there
     with _cluster(scheduler, workers, threads, tiers) as client:
         report(run(tg, client, progress))
 
