@@ -13,10 +13,11 @@ from .filesystem import S3PrefetchFileSystem
 from .prefetchfs import PrefetchFileSystem
 from .stats import EngineStats, process_stats
 from .tiers import TierSet
-from .tractogram import Tractogram, read_tractogram
+from .tractogram import MixedDataWarning, Tractogram, read_tractogram
 
 __all__ = [
     "EngineStats",
+    "MixedDataWarning",
     "PrefetchEngine",
     "PrefetchFile",
     "PrefetchFileSystem",

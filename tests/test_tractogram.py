@@ -241,3 +241,25 @@ def test_persist_on_a_cluster_keeps_the_chunks_on_the_workers(raw_fs, storage_op
                 check(kept, expected, scheduler=None)
             with pytest.raises((FileNotFoundError, FileExpired)):
                 tg.lengths.compute()
+
+
+def test_an_http_url_is_read_with_rolling_prefetch_and_equals_nibabel(s3_server, storage_options, raw_fs, tiers):
+    """Plain HTTP with Range (moto serving public objects): tasks read through PrefetchFileSystem, never another store."""
+    import nibabel as nib
+    from nibabel.testing import data_path
+
+    from dask_prefetch import PrefetchFileSystem
+
+    raw_fs.put_file(os.path.join(data_path, "complex.trk"), f"{BUCKET}/complex.trk")
+    raw_fs.chmod(f"{BUCKET}/complex.trk", "public-read")
+    url = f"{s3_server.endpoint_url}/{BUCKET}/complex.trk"
+    tg = read_tractogram(url, prefetch_storage=tiers(1))
+    assert isinstance(tg._opener.fs, PrefetchFileSystem)
+    chunk = tg.to_chunks().compute(scheduler="sync")[0]
+    expected = nib.streamlines.load(os.path.join(data_path, "complex.trk")).streamlines
+    np.testing.assert_array_equal(chunk.points, expected.get_data())
+    np.testing.assert_array_equal(chunk.lengths, expected._lengths)
+    raw_fs.pipe_file(f"{BUCKET}/complex.trk", b"x" * 10)  # replaced after the graph was built
+    raw_fs.chmod(f"{BUCKET}/complex.trk", "public-read")
+    with pytest.raises(OSError):
+        tg.lengths.compute(scheduler="sync")

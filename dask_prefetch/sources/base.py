@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
-from typing import TYPE_CHECKING, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, Sequence
 
 from fsspec.asyn import _run_coros_in_chunks
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
@@ -42,7 +42,7 @@ class RangeBody(Protocol):
 
 
 class RangeSource(abc.ABC):
-    """Object versions and byte ranges of them, from one store.
+    """Object versions and byte ranges of them, from one store, read through the filesystem ``fs``.
 
     Attributes
     ----------
@@ -52,6 +52,13 @@ class RangeSource(abc.ABC):
     """
 
     last_retried_error: str | None = None
+
+    def __init__(self, fs: Any) -> None:
+        self.fs = fs  # the filesystem whose client reads the store
+        self.last_retried_error = None
+
+    def __reduce__(self) -> tuple:
+        return type(self), (self.fs,)
 
     @property
     @abc.abstractmethod

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 from functools import partial
 from fsspec.asyn import get_loop
-from fsspec.spec import AbstractFileSystem
 from s3fs.utils import FileExpired
 
 from ..layout import Shard
@@ -48,13 +47,6 @@ class FsspecSource(RangeSource):
     fs
         The filesystem; it must support ranged reads (``cat_file(path, start, end)``).
     """
-
-    def __init__(self, fs: AbstractFileSystem) -> None:
-        self.fs = fs
-        self.last_retried_error: str | None = None
-
-    def __reduce__(self) -> tuple:
-        return type(self), (self.fs,)
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from s3fs import S3FileSystem
 from s3fs.utils import FileExpired
 
 from ..layout import Shard
@@ -27,13 +26,6 @@ class S3Source(RangeSource):
         event loop, and a ``needs-retry`` hook on it remembers the last error botocore retried
         (:attr:`last_retried_error`).
     """
-
-    def __init__(self, fs: S3FileSystem) -> None:
-        self.fs = fs
-        self.last_retried_error: str | None = None
-
-    def __reduce__(self) -> tuple:
-        return type(self), (self.fs,)
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
