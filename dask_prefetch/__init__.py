@@ -1,36 +1,53 @@
-"""Read very large, sequentially-read S3 objects into Dask with rolling prefetch.
+"""Read very large, sequentially-read objects from S3 (or any fsspec store) into Dask with rolling prefetch.
 
-The data path: S3 -> :mod:`.fetch` (ranged GETs) -> :mod:`.tiers` (local storage budgets) ->
-:mod:`.engine` (the rolling window) -> :mod:`.file` (what users read) -> :mod:`.streamlines`
-(TRK/TCK parsers) -> :mod:`.tractogram` (Dask collections).
+The data path: a store -> :mod:`.sources` (ranged reads of a pinned version) -> :mod:`.fetch`
+(into block files) -> :mod:`.tiers` (local storage budgets) -> :mod:`.engine` (the rolling
+window) -> :mod:`.file` (what users read; opened by :mod:`.filesystem` and :mod:`.prefetchfs`)
+-> :mod:`.streamlines` (TRK/TCK parsers) -> :mod:`.tractogram` (Dask collections); the
+:mod:`.cluster` plugins beside it.
+
+Names are imported on first use (as scipy does), so ``import dask_prefetch.streamlines`` loads
+neither the store clients nor Dask.
 """
 
-from . import config  # registers the dask.config defaults
-from .cluster import PrefetchSchedulerPlugin, PrefetchWorkerPlugin, register_plugins
-from .engine import PrefetchEngine
-from .file import PrefetchFile
-from .filesystem import S3PrefetchFileSystem
-from .prefetchfs import PrefetchFileSystem
-from .stats import EngineStats, process_stats
-from .tiers import TierSet
-from .tractogram import MixedDataWarning, Tractogram, read_tractogram
+from __future__ import annotations
 
-__all__ = [
-    "EngineStats",
-    "MixedDataWarning",
-    "PrefetchEngine",
-    "PrefetchFile",
-    "PrefetchFileSystem",
-    "PrefetchSchedulerPlugin",
-    "PrefetchWorkerPlugin",
-    "S3PrefetchFileSystem",
-    "TierSet",
-    "Tractogram",
-    "config",
-    "process_stats",
-    "read_tractogram",
-    "register_plugins",
-]
+import importlib
+from typing import Any
+
+#: Public name -> the module that defines it.
+_EXPORTS = {
+    "EngineStats": "stats",
+    "MixedDataWarning": "tractogram",
+    "PrefetchEngine": "engine",
+    "PrefetchFile": "file",
+    "PrefetchFileSystem": "prefetchfs",
+    "PrefetchSchedulerPlugin": "cluster",
+    "PrefetchWorkerPlugin": "cluster",
+    "S3PrefetchFileSystem": "filesystem",
+    "TierSet": "tiers",
+    "Tractogram": "tractogram",
+    "process_stats": "stats",
+    "read_tractogram": "tractogram",
+    "register_plugins": "cluster",
+}
+
+__all__ = sorted([*_EXPORTS, "config"])
+
+
+def __getattr__(name: str) -> Any:
+    if name == "config":
+        return importlib.import_module(f"{__name__}.config")  # also registers the dask.config defaults
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+        globals()[name] = value  # once: later lookups skip this function
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS, "config"])
+
 
 try:
     from importlib.metadata import version as _version

@@ -20,6 +20,7 @@ import dask.config
 import yaml
 
 from .checks import check_bytes, check_int, check_seconds, check_storage
+from .streamlines import kernels as _kernels
 
 _DEFAULTS_FILE = Path(__file__).with_name("dask-prefetch.yaml")
 
@@ -42,6 +43,10 @@ MiB = 2**20
 def get(key: str) -> Any:
     """The configured value of ``dask-prefetch.<key>``."""
     return dask.config.get(f"dask-prefetch.{key}")
+
+
+# The parsers know no configuration: the setting that picks their TRK kernels is handed to them.
+_kernels.set_switch(lambda: bool(get("compiled-parsers")))
 
 
 # -- configured values, overridden by arguments --------------------------------------------------

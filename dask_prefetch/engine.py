@@ -18,12 +18,12 @@ import errno
 import itertools
 import logging
 import os
+import sys
 import threading
 import time
 from functools import partial
 from typing import Any, Callable
 
-from distributed.metrics import context_meter
 from s3fs.utils import FileExpired
 
 from . import config
@@ -189,7 +189,7 @@ class PrefetchEngine:
                             self.stats.stall_seconds += now - waited_since
                             self._note("stall", index, waited_since, at=now)
                             # In a Dask task: the wait shows in the dashboard's Fine Performance Metrics.
-                            context_meter.digest_metric("prefetch-wait", now - waited_since, "seconds")
+                            _report_wait(now - waited_since)
                         if self._asked_at is not None:  # the reader's first bytes
                             self.stats.start_stall_seconds += time.monotonic() - self._asked_at
                             self._asked_at = None
@@ -536,3 +536,14 @@ class PrefetchEngine:
             return asyncio.get_running_loop() is self._loop
         except RuntimeError:
             return False
+
+
+def _report_wait(seconds: float) -> None:
+    """A reader's wait, for distributed's Fine Performance Metrics (``prefetch-wait``) inside a Dask task.
+
+    The engine knows no Dask: it reports only where ``distributed`` already runs (a worker has
+    imported it), and never imports it itself.
+    """
+    metrics = sys.modules.get("distributed.metrics")
+    if metrics is not None:
+        metrics.context_meter.digest_metric("prefetch-wait", seconds, "seconds")

@@ -12,22 +12,39 @@ import io
 import os
 import time
 from dataclasses import dataclass
-from typing import AbstractSet, Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, AbstractSet, Any, Callable, Iterable, Mapping, Sequence
 
 from fsspec.asyn import sync
 
 from . import checks, config
 from .checks import describe
-from .cluster.worker import PrefetchWorkerPlugin, current_worker_plugin
 from .engine import PrefetchEngine
 from .file import PrefetchFile
 from .layout import Layout
 from .sources import RangeSource
 from .tiers import TierSet, disk_bytes
 
+if TYPE_CHECKING:
+    from .cluster.worker import PrefetchWorkerPlugin
+
 MiB = 2**20
 #: fsspec's buffering options of ``open``: accepted and ignored (prefetching is the cache).
 _BUFFERING_OPTIONS = frozenset({"cache_type", "cache_options", "fill_cache", "block_cache", "autocommit"})
+
+
+def _no_worker_plugin() -> None:
+    return None
+
+
+#: Who owns the tiers a file opened now draws on: the cluster layer installs its lookup (see
+#: :func:`install_worker_lookup`); the core never imports it, and without it files have budgets of their own.
+_worker_lookup: Callable[[], PrefetchWorkerPlugin | None] = _no_worker_plugin
+
+
+def install_worker_lookup(lookup: Callable[[], PrefetchWorkerPlugin | None]) -> None:
+    """Install what finds the worker plugin of the running task (``dask_prefetch.cluster`` does, when imported)."""
+    global _worker_lookup
+    _worker_lookup = lookup
 
 
 class PrefetchOpening:
@@ -153,7 +170,7 @@ class PrefetchOpening:
             part_size=part_size,
             read_timeout=read_timeout,
         )
-        worker_plugin = current_worker_plugin() if prefetch_storage is None else None
+        worker_plugin = _worker_lookup() if prefetch_storage is None else None
         # Inside a task, the worker may have opened this very stream ahead (see next_tasks.py).
         f = worker_plugin.claim(self, paths, open_kwargs, offset) if worker_plugin is not None else None
         if f is None:

@@ -16,6 +16,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from . import config  # noqa: F401 (hands dask-prefetch.compiled-parsers to the parsers, on workers too)
 from .streamlines import StreamlineChunk, TractogramHeader, open_reader
 from .streamlines.errors import CorruptTractogramError, in_shard
 from .streamlines.tck import TckReader

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 from distributed.diagnostics.plugin import WorkerPlugin
 
-from .. import checks, config
+from .. import checks, config, opening
 from ..stats import EngineStats
 from ..tiers import ScratchDirectory, TierSet, sweep_storage
 from . import prometheus
@@ -271,3 +271,7 @@ def current_worker_plugin() -> PrefetchWorkerPlugin | None:
             f"({', '.join(repr(name) for name, _ in active)}): unregister all but one"
         )
     return active[0][1] if active else None
+
+
+# Files opened in this process draw on the running task's worker plugin from now on.
+opening.install_worker_lookup(current_worker_plugin)

@@ -5,8 +5,9 @@ four or five (find count-like words, verify the chain, mask the counts out, scal
 a 2 MiB chunk is read from cache once. Results are identical to the numpy path's, bit for bit:
 the arithmetic is the same float32 multiply then add, never fused (no ``fastmath``).
 
-The kernels are used when numba imports and ``dask-prefetch.compiled-parsers`` is true; else the
-numpy path is used. They are compiled on first use (~1 s) and cached on disk by numba, so later
+The kernels are used when numba imports and the switch says so (:func:`set_switch`: the parsers
+know no configuration; :mod:`dask_prefetch.config` installs ``dask-prefetch.compiled-parsers``
+as the switch when it is imported, as it is by every Dask-side module); else the numpy path is used. They are compiled on first use (~1 s) and cached on disk by numba, so later
 processes (Dask workers) load them in milliseconds.
 """
 
@@ -17,8 +18,6 @@ import threading
 from typing import Any, Callable, NamedTuple
 
 import numpy as np
-
-from .. import config
 
 logger = logging.getLogger(__name__)
 
@@ -121,12 +120,19 @@ class Kernels(NamedTuple):
 _lock = threading.Lock()
 _compiled: Kernels | None = None
 _failed = False
+_switch: Callable[[], bool] = lambda: True  # noqa: E731 (on unless the settings' owner says otherwise)
+
+
+def set_switch(switch: Callable[[], bool]) -> None:
+    """Install what says, at each use, whether the compiled kernels are wanted (default: always)."""
+    global _switch
+    _switch = switch
 
 
 def compiled() -> Kernels | None:
     """The compiled kernels, or None when turned off or numba is unusable (then use the numpy path)."""
     global _compiled, _failed
-    if not config.get("compiled-parsers") or _failed:
+    if _failed or not _switch():
         return None
     if _compiled is None:
         with _lock:

@@ -1,0 +1,88 @@
+"""The walls between layers: what importing a layer loads, and no import cycles in the package.
+
+The parsers know no store and no Dask; the engine and the filesystems know no ``distributed``
+(the cluster layer is optional: the core looks up what it installs, it never imports it to run).
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "dask_prefetch"
+
+
+@pytest.mark.parametrize(
+    "module, forbidden",
+    [
+        ("dask_prefetch", ("s3fs", "botocore", "dask", "distributed", "numba")),
+        ("dask_prefetch.streamlines", ("s3fs", "botocore", "aiobotocore", "fsspec", "dask", "distributed")),
+        ("dask_prefetch.streamlines.trk", ("s3fs", "botocore", "dask", "distributed")),
+        ("dask_prefetch.streamlines.tck", ("s3fs", "botocore", "dask", "distributed")),
+        ("dask_prefetch.engine", ("distributed",)),
+        ("dask_prefetch.sources", ("distributed",)),
+        ("dask_prefetch.filesystem", ("distributed",)),
+        ("dask_prefetch.prefetchfs", ("distributed",)),
+    ],
+)
+def test_importing_a_layer_loads_nothing_beyond_its_wall(module, forbidden):
+    code = f"import sys, {module}; print(' '.join(m for m in {forbidden!r} if m in sys.modules))"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert loaded.stdout.split() == [], f"importing {module} loads {loaded.stdout.strip()}"
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imports(path: Path, name: str) -> set[str]:
+    """The package's modules that ``path`` imports at module level (not inside functions or TYPE_CHECKING)."""
+    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+    found = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            continue
+        if isinstance(node, ast.ImportFrom):
+            base = package
+            for _ in range(node.level - 1):
+                base = base.rsplit(".", 1)[0]
+            target = f"{base}.{node.module}" if node.level and node.module else (node.module or base)
+            if node.level == 0 and not target.startswith("dask_prefetch"):
+                continue
+            found.add(target)
+            found.update(f"{target}.{alias.name}" for alias in node.names)  # `from . import config`
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.startswith("dask_prefetch"))
+    return found
+
+
+def test_the_package_has_no_import_cycles():
+    modules = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
+    def ancestor(m: str, name: str) -> bool:  # a module's own packages are always imported before it
+        return name.startswith(f"{m}.")
+
+    graph = {
+        name: {m for m in _imports(path, name) if m in modules and m != name and not ancestor(m, name)}
+        for name, path in modules.items()
+    }
+    assert len(graph) > 30 and graph["dask_prefetch.engine"]  # the walk sees the package
+    cycles, state = [], {}
+
+    def visit(node: str, trail: list[str]) -> None:
+        state[node] = "open"
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == "open":
+                cycles.append(" -> ".join(trail[trail.index(nxt) :] + [node, nxt]) if nxt in trail else f"{node} -> {nxt}")
+            elif nxt not in state:
+                visit(nxt, trail + [node])
+        state[node] = "done"
+
+    for name in sorted(graph):
+        if name not in state:
+            visit(name, [])
+    assert cycles == []
