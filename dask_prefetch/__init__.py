@@ -13,6 +13,7 @@ neither the store clients nor Dask.
 from __future__ import annotations
 
 import importlib
+import sys
 from typing import Any
 
 #: Public name -> the module that defines it.
@@ -48,6 +49,9 @@ def __getattr__(name: str) -> Any:
 def __dir__() -> list[str]:
     return sorted([*globals(), *_EXPORTS, "config"])
 
+
+if "dask.config" in sys.modules:  # `import dask, dask_prefetch`: the dask-prefetch.* defaults are there at once
+    from . import config  # noqa: F401 (else registered by the first module that reads them)
 
 try:
     from importlib.metadata import version as _version

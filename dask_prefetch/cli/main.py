@@ -27,6 +27,8 @@ from .types import COUNT, NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, STORAGE
 def cli(ctx: click.Context, verbose: bool) -> None:
     """Rolling prefetch of large S3 tractograms into Dask."""
     ctx.obj = {"verbose": verbose}
+    import distributed  # noqa: F401 (sets up its own loggers first; after basicConfig its INFO lines reach ours)
+
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if verbose:
         logging.getLogger("dask_prefetch").setLevel(logging.DEBUG)
