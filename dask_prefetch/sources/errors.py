@@ -70,22 +70,23 @@ def _code_and_status(error: ClientError) -> tuple[str | None, int | None]:
     return code, status
 
 
-def precondition_failed(error: BaseException) -> bool:
-    """Whether S3 refused the request because the object's ETag is not the pinned one (412)."""
+def _answered(error: BaseException, codes: frozenset, status: int) -> bool:
+    """Whether the ``ClientError`` behind ``error`` carries one of ``codes`` or the HTTP ``status``."""
     cause = client_error(error)
     if cause is None:
         return False
-    code, status = _code_and_status(cause)
-    return code in _CHANGED_CODES or status == 412
+    code, got = _code_and_status(cause)
+    return code in codes or got == status
+
+
+def precondition_failed(error: BaseException) -> bool:
+    """Whether S3 refused the request because the object's ETag is not the pinned one (412)."""
+    return _answered(error, _CHANGED_CODES, 412)
 
 
 def range_not_satisfiable(error: BaseException) -> bool:
     """Whether S3 answered ``416``: asked for a range inside the pinned size, the object is shorter now."""
-    cause = client_error(error)
-    if cause is None:
-        return False
-    code, status = _code_and_status(cause)
-    return code in _UNSATISFIABLE_CODES or status == 416
+    return _answered(error, _UNSATISFIABLE_CODES, 416)
 
 
 def object_changed(error: BaseException) -> bool:
