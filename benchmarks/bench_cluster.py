@@ -55,8 +55,8 @@ from nibabel.streamlines import TrkFile
 
 import dask_prefetch
 from dask_prefetch import read_tractogram
-from dask_prefetch.streamlines.chunk import StreamlineChunk
-from dask_prefetch.streamlines.trk import TrkReader
+from dask_prefetch.formats.chunk import StreamlineChunk
+from dask_prefetch.formats.trk import TrkReader
 from dask_prefetch.testing import LocalS3Server, WanProxy
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -185,7 +185,7 @@ def warm_up(options: dict) -> None:
     reuse: start-up, not timed."""
     import nibabel.streamlines  # noqa: F401
 
-    from dask_prefetch.streamlines.kernels import compiled
+    from dask_prefetch.formats.kernels import compiled
 
     compiled()
 

@@ -37,10 +37,10 @@ from importlib.metadata import version
 import numpy as np
 from nibabel.streamlines import ArraySequence, TckFile, Tractogram, TrkFile
 
-from dask_prefetch.streamlines.chunk import StreamlineChunk
-from dask_prefetch.streamlines.kernels import compiled
-from dask_prefetch.streamlines.tck import TckReader
-from dask_prefetch.streamlines.trk import TrkReader
+from dask_prefetch.formats.chunk import StreamlineChunk
+from dask_prefetch.formats.kernels import compiled
+from dask_prefetch.formats.tck import TckReader
+from dask_prefetch.formats.trk import TrkReader
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_prefetch import write_json  # noqa: E402

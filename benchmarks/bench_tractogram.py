@@ -49,7 +49,7 @@ import s3fs
 from nibabel.streamlines import TrkFile
 
 from dask_prefetch import read_tractogram
-from dask_prefetch.streamlines.trk import TrkReader
+from dask_prefetch.formats.trk import TrkReader
 from dask_prefetch.testing import LocalS3Server, WanProxy
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))

@@ -1,12 +1,13 @@
 """Read very large, sequentially-read objects from S3 (or any fsspec store) into Dask with rolling prefetch.
 
-The data path: a store -> :mod:`.sources` (ranged reads of a pinned version) -> :mod:`.fetch`
-(into block files) -> :mod:`.tiers` (local storage budgets) -> :mod:`.engine` (the rolling
-window) -> :mod:`.file` (what users read; opened by :mod:`.filesystem` and :mod:`.prefetchfs`)
--> :mod:`.streamlines` (TRK/TCK parsers) -> :mod:`.tractogram` (Dask collections); the
-:mod:`.cluster` plugins beside it.
+The folders follow the data path: a store -> :mod:`.sources` (ranged reads of a pinned object
+version) -> :mod:`.engine` (the rolling window: which blocks to fetch, the GETs that stream them
+into block files, what is evicted) -> :mod:`.cache` (local storage tiers and their budgets) ->
+:mod:`.fs` (the read-only filesystems and the file users read) -> :mod:`.formats` (TRK/TCK
+parsers, free of I/O and Dask) -> :mod:`.tractography` (partitions and the Dask collections).
+The optional :mod:`.cluster` plugins sit beside it; :mod:`.cli` and :mod:`.testing` on top.
 
-Names are imported on first use (as scipy does), so ``import dask_prefetch.streamlines`` loads
+Names are imported on first use (as scipy does), so ``import dask_prefetch.formats`` loads
 neither the store clients nor Dask.
 """
 
@@ -18,18 +19,18 @@ from typing import Any
 
 #: Public name -> the module that defines it.
 _EXPORTS = {
-    "EngineStats": "stats",
-    "MixedDataWarning": "tractogram",
-    "PrefetchEngine": "engine",
-    "PrefetchFile": "file",
-    "PrefetchFileSystem": "prefetchfs",
+    "EngineStats": "engine.stats",
+    "MixedDataWarning": "tractography.tractogram",
+    "PrefetchEngine": "engine.rolling",
+    "PrefetchFile": "fs.file",
+    "PrefetchFileSystem": "fs.prefetch",
     "PrefetchSchedulerPlugin": "cluster",
     "PrefetchWorkerPlugin": "cluster",
-    "S3PrefetchFileSystem": "filesystem",
-    "TierSet": "tiers",
-    "Tractogram": "tractogram",
-    "process_stats": "stats",
-    "read_tractogram": "tractogram",
+    "S3PrefetchFileSystem": "fs.s3",
+    "TierSet": "cache.tiers",
+    "Tractogram": "tractography.tractogram",
+    "process_stats": "engine.stats",
+    "read_tractogram": "tractography.tractogram",
     "register_plugins": "cluster",
 }
 

@@ -20,7 +20,7 @@ import dask.config
 import yaml
 
 from .checks import check_bytes, check_int, check_seconds, check_storage
-from .streamlines import kernels as _kernels
+from .formats import kernels as _kernels
 
 _DEFAULTS_FILE = Path(__file__).with_name("dask-prefetch.yaml")
 

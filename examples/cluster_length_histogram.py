@@ -21,7 +21,7 @@ from distributed import Client, LocalCluster
 from nibabel.streamlines import TrkFile
 
 from dask_prefetch import read_tractogram, register_plugins
-from dask_prefetch.streamlines import StreamlineChunk
+from dask_prefetch.formats import StreamlineChunk
 from dask_prefetch.testing import LocalS3Server
 from dask_prefetch.testing.tractograms import sharded_tractogram, upload_sharded
 

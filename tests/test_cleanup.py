@@ -154,7 +154,7 @@ def test_a_forked_childs_exit_leaves_the_parents_blocks_alone(storage_options, r
 
 
 def test_a_killed_parents_leftovers_are_swept_while_its_forked_child_lives(storage_options, raw_fs, tiers):
-    from dask_prefetch.tiers import sweep_stale
+    from dask_prefetch.cache.tiers import sweep_stale
 
     (path,) = put_shards(raw_fs, [MiB])
     tier = tiers(1)[0][0]

@@ -9,8 +9,8 @@ import time
 from conftest import MiB, disk_usage, logical_bytes, put_shards, scratch_dirs, wait_until
 
 from dask_prefetch import process_stats
-from dask_prefetch.engine import opening_limit
-from dask_prefetch.tiers import disk_bytes
+from dask_prefetch.engine.rolling import opening_limit
+from dask_prefetch.cache.tiers import disk_bytes
 
 
 def block_files(tier_dir: str) -> set[int]:
@@ -105,7 +105,7 @@ def test_files_sharing_tiers_get_fair_shares_and_a_waiting_reader_is_served(fs, 
     from fsspec.asyn import sync
 
     from dask_prefetch import PrefetchEngine, TierSet
-    from dask_prefetch.layout import Layout
+    from dask_prefetch.engine.layout import Layout
 
     paths = put_shards(raw_fs, [2 * MiB, 2 * MiB])
     shared = TierSet(tiers(0.5))
@@ -201,7 +201,7 @@ def test_a_file_opened_ahead_never_starves_a_readers_cursor_block(fs, raw_fs, ti
     from fsspec.asyn import sync
 
     from dask_prefetch import PrefetchEngine, TierSet
-    from dask_prefetch.layout import Layout
+    from dask_prefetch.engine.layout import Layout
 
     def layout(paths: list[str]) -> Layout:
         return Layout.from_objects(sync(fs.loop, fs._pin_objects, paths), 1000, MiB, 256 * 1024)
@@ -261,7 +261,7 @@ def test_close_wakes_a_reader_waiting_for_room_in_shared_tiers(fs, raw_fs, tiers
     from fsspec.asyn import sync
 
     from dask_prefetch import PrefetchEngine, TierSet
-    from dask_prefetch.layout import Layout
+    from dask_prefetch.engine.layout import Layout
 
     def engine(paths: list[str]) -> PrefetchEngine:
         layout = Layout.from_objects(sync(fs.loop, fs._pin_objects, paths), 0, MiB, 256 * 1024)

@@ -33,15 +33,15 @@ from nibabel.streamlines import TckFile, Tractogram, TrkFile
 from nibabel.streamlines.trk import header_2_dtype
 from test_tck import nibabel_tck
 
-from dask_prefetch.streamlines import (
+from dask_prefetch.formats import (
     CorruptTractogramError,
     StreamlineChunk,
     detect_format,
     open_reader,
 )
-from dask_prefetch.streamlines.kernels import compiled
-from dask_prefetch.streamlines.tck import TckReader, read_tck_header, tck_byte_ranges
-from dask_prefetch.streamlines.trk import MAX_POINTS, TrkReader, read_trk_header
+from dask_prefetch.formats.kernels import compiled
+from dask_prefetch.formats.tck import TckReader, read_tck_header, tck_byte_ranges
+from dask_prefetch.formats.trk import MAX_POINTS, TrkReader, read_trk_header
 
 # numpy warns about the inf/NaN arithmetic of garbage coordinates: expected, and no part of the contract
 pytestmark = pytest.mark.filterwarnings("ignore:.*encountered in:RuntimeWarning")

@@ -20,13 +20,13 @@ PACKAGE = Path(__file__).resolve().parent.parent / "dask_prefetch"
     "module, forbidden",
     [
         ("dask_prefetch", ("s3fs", "botocore", "dask", "distributed", "numba")),
-        ("dask_prefetch.streamlines", ("s3fs", "botocore", "aiobotocore", "fsspec", "dask", "distributed")),
-        ("dask_prefetch.streamlines.trk", ("s3fs", "botocore", "dask", "distributed")),
-        ("dask_prefetch.streamlines.tck", ("s3fs", "botocore", "dask", "distributed")),
-        ("dask_prefetch.engine", ("distributed",)),
+        ("dask_prefetch.formats", ("s3fs", "botocore", "aiobotocore", "fsspec", "dask", "distributed")),
+        ("dask_prefetch.formats.trk", ("s3fs", "botocore", "dask", "distributed")),
+        ("dask_prefetch.formats.tck", ("s3fs", "botocore", "dask", "distributed")),
+        ("dask_prefetch.engine.rolling", ("distributed",)),
         ("dask_prefetch.sources", ("distributed",)),
-        ("dask_prefetch.filesystem", ("distributed",)),
-        ("dask_prefetch.prefetchfs", ("distributed",)),
+        ("dask_prefetch.fs.s3", ("distributed",)),
+        ("dask_prefetch.fs.prefetch", ("distributed",)),
     ],
 )
 def test_importing_a_layer_loads_nothing_beyond_its_wall(module, forbidden):
@@ -70,7 +70,7 @@ def test_the_package_has_no_import_cycles():
         name: {m for m in _imports(path, name) if m in modules and m != name and not ancestor(m, name)}
         for name, path in modules.items()
     }
-    assert len(graph) > 30 and graph["dask_prefetch.engine"]  # the walk sees the package
+    assert len(graph) > 30 and graph["dask_prefetch.engine.rolling"]  # the walk sees the package
     cycles, state = [], {}
 
     def visit(node: str, trail: list[str]) -> None:
@@ -86,3 +86,64 @@ def test_the_package_has_no_import_cycles():
         if name not in state:
             visit(name, [])
     assert cycles == []
+
+
+#: Each layer of the package, and the layers it may import (anywhere in its modules, not only at
+#: module level; ``TYPE_CHECKING`` imports excepted). The data path reads down this table.
+ALLOWED = {
+    "checks": set(),
+    "formats": set(),  # the parsers: no store, no engine, no Dask
+    "config": {"checks", "formats"},  # hands the compiled-parsers switch to the kernels
+    "sources": set(),
+    "cache": {"checks", "config"},
+    "engine": {"sources", "cache", "checks", "config"},  # no file format, no filesystem
+    "fs": {"engine", "sources", "cache", "checks", "config"},
+    "tractography": {"formats", "fs", "engine", "sources", "cache", "checks", "config"},
+    "cluster": {"tractography", "formats", "fs", "engine", "sources", "cache", "checks", "config"},
+    "preload": {"cluster"},
+}
+
+
+def _all_imports(path: Path, name: str) -> set[str]:
+    """Every ``dask_prefetch`` module ``path`` imports, in functions too, outside ``TYPE_CHECKING`` blocks."""
+    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+    tree = ast.parse(path.read_text())
+    skipped = {
+        id(inner)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+        for inner in ast.walk(node)
+    }
+    found = set()
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
+        if isinstance(node, ast.ImportFrom):
+            base = package
+            for _ in range(node.level - 1):
+                base = base.rsplit(".", 1)[0]
+            target = f"{base}.{node.module}" if node.level and node.module else (node.module or base)
+            if target.startswith("dask_prefetch"):
+                found.update([target] if node.module else [f"{target}.{a.name}" for a in node.names])
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.startswith("dask_prefetch"))
+    return found
+
+
+def _layer(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else ""
+
+
+def test_each_layer_imports_only_the_layers_below_it():
+    crossings = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        name = _module_name(path)
+        layer = _layer(name)
+        if layer not in ALLOWED:  # the public face (__init__), cli and testing wire everything together
+            continue
+        for target in sorted(_all_imports(path, name)):
+            if _layer(target) not in ALLOWED[layer] | {layer, "__version__"}:
+                crossings.append(f"{name} imports {target}")
+    assert crossings == []
+    assert set(ALLOWED) <= {_layer(_module_name(p)) for p in PACKAGE.rglob("*.py")}  # the table names real layers

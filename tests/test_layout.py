@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dask_prefetch.layout import Layout
+from dask_prefetch.engine.layout import Layout
 
 
 def infos(sizes: list[int]) -> list[dict]:

@@ -24,9 +24,9 @@ from nibabel.streamlines import TckFile, Tractogram, TrkFile
 from nibabel.streamlines.trk import header_2_dtype
 
 from dask_prefetch import read_tractogram
-from dask_prefetch.streamlines import CorruptTractogramError, StreamlineChunk
+from dask_prefetch.formats import CorruptTractogramError, StreamlineChunk
 from dask_prefetch.testing.tractograms import synthetic_streamlines, trk_bytes, upload_sharded
-from dask_prefetch.tractogram import MixedDataWarning
+from dask_prefetch.tractography.tractogram import MixedDataWarning
 
 DATA = pathlib.Path(nib.__file__).parent / "tests" / "data"
 NIB_TRK = ["complex.trk", "complex_big_endian.trk", "empty.trk", "simple.trk", "standard.trk", "standard.LPS.trk"]
@@ -320,7 +320,7 @@ def test_shard_heads_are_read_concurrently_and_not_at_all_with_header_bytes(raw_
     """One small ranged read per object at graph build, concurrent; none with header_bytes given."""
     import asyncio
 
-    from dask_prefetch.filesystem import S3PrefetchFileSystem
+    from dask_prefetch.fs.s3 import S3PrefetchFileSystem
 
     paths = upload_sharded(raw_fs, f"{BUCKET}/many/t", [synthetic_streamlines(1, s) for s in range(24)])
     in_flight, most, calls = 0, 0, []

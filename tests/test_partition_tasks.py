@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from dask_prefetch.cluster.tasks import find_partition_read
-from dask_prefetch.partitions import Opener, Partition
-from dask_prefetch.streamlines import TractogramHeader
-from dask_prefetch.tractogram import Tractogram
+from dask_prefetch.tractography.partitions import Opener, Partition
+from dask_prefetch.formats import TractogramHeader
+from dask_prefetch.tractography.tractogram import Tractogram
 
 PARTS = [Partition("files", (f"part{i}.trk",), nbytes=100 + i) for i in range(3)]
 

@@ -16,7 +16,7 @@ import pytest
 from conftest import BUCKET, put_shards
 
 from dask_prefetch import S3PrefetchFileSystem
-from dask_prefetch.readonly import READING_METHODS
+from dask_prefetch.fs.readonly import READING_METHODS
 from dask_prefetch.testing import FaultProxy
 
 OWN_READING = {"_pin_objects", "_open_prefetching", "_range_source", "_object_path"}  # our own

@@ -22,7 +22,7 @@ from dask_prefetch import (
     register_plugins,
 )
 from dask_prefetch.cluster.scheduler import balanced_groups
-from dask_prefetch.streamlines import StreamlineChunk
+from dask_prefetch.formats import StreamlineChunk
 from dask_prefetch.testing import WanProxy
 
 N_SHARDS = 8

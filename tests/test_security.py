@@ -13,7 +13,7 @@ from conftest import BUCKET, MiB, put_shards, random_bytes, scratch_dirs
 from dask_prefetch import S3PrefetchFileSystem, read_tractogram
 from dask_prefetch.testing import FaultProxy
 from dask_prefetch.testing.tractograms import synthetic_streamlines, upload_sharded
-from dask_prefetch.tiers import SCRATCH_PREFIX, sweep_stale
+from dask_prefetch.cache.tiers import SCRATCH_PREFIX, sweep_stale
 
 SMALL = dict(block_size=64 * 1024, part_size=16 * 1024)
 

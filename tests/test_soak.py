@@ -16,7 +16,7 @@ import numpy as np
 from conftest import put_shards, wait_until
 
 from dask_prefetch import S3PrefetchFileSystem, process_stats
-from dask_prefetch import stats as engine_stats
+from dask_prefetch.engine import stats as engine_stats
 from dask_prefetch.testing import FaultProxy
 
 CYCLES = 200

@@ -131,12 +131,12 @@ RESWEEP_CHILD = textwrap.dedent(
     """
     import hashlib, json, os, subprocess, sys
     from dask_prefetch import S3PrefetchFileSystem
-    from dask_prefetch.tiers import ScratchDirectory
+    from dask_prefetch.cache.tiers import ScratchDirectory
     options, path, tiny = json.loads(sys.argv[1])
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", tiny], check=True)
     ScratchDirectory(tiny).remove()  # this long-lived process swept the tier once, when it was clean
     dies = (
-        "import os, sys; from dask_prefetch.tiers import ScratchDirectory; s = ScratchDirectory(sys.argv[1]);"
+        "import os, sys; from dask_prefetch.cache.tiers import ScratchDirectory; s = ScratchDirectory(sys.argv[1]);"
         "open(s.file('0'), 'wb').write(b'x' * 900 * 1024); os._exit(0)"
     )
     subprocess.run([sys.executable, "-c", dies, tiny], check=True)  # a sibling dies, its blocks left on the tier

@@ -13,9 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from nibabel.streamlines import TckFile, Tractogram
 
-from dask_prefetch.streamlines.chunk import StreamlineChunk
-from dask_prefetch.streamlines.errors import CorruptTractogramError
-from dask_prefetch.streamlines.tck import TckReader, read_tck_header, tck_byte_ranges
+from dask_prefetch.formats.chunk import StreamlineChunk
+from dask_prefetch.formats.errors import CorruptTractogramError
+from dask_prefetch.formats.tck import TckReader, read_tck_header, tck_byte_ranges
 
 DATA = Path(nibabel.__file__).parent / "tests" / "data"
 GOOD = [

@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from dask_prefetch.tiers import PAGE, ScratchDirectory, TierSet, sweep_stale
+from dask_prefetch.cache.tiers import PAGE, ScratchDirectory, TierSet, sweep_stale
 
 MiB = 2**20
 
@@ -93,7 +93,7 @@ def test_one_directory_named_twice_through_a_symlink_is_refused(tmp_path):
 
 
 def test_missing_directories_are_made_private_only_where_missing(tmp_path):
-    from dask_prefetch.tiers import make_directories
+    from dask_prefetch.cache.tiers import make_directories
 
     base = tmp_path / "base"
     base.mkdir(mode=0o755)
@@ -112,7 +112,7 @@ def test_missing_directories_are_made_private_only_where_missing(tmp_path):
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root may make directories anywhere")
 def test_a_directory_that_cannot_be_made_is_named(tmp_path):
-    from dask_prefetch.tiers import make_directories
+    from dask_prefetch.cache.tiers import make_directories
 
     base = tmp_path / "base"
     base.mkdir()
@@ -136,7 +136,7 @@ def test_scratch_directory_is_private_and_removed(tmp_path):
 
 def test_sweep_removes_dead_owners_directories_and_keeps_live_ones(tmp_path):
     code = (
-        "import os, sys; from dask_prefetch.tiers import ScratchDirectory;"
+        "import os, sys; from dask_prefetch.cache.tiers import ScratchDirectory;"
         "s = ScratchDirectory(sys.argv[1]); open(s.file('7'), 'wb').write(b'stale');"
         "print(s.path, flush=True); os._exit(0)"  # dies without cleaning up
     )
@@ -153,10 +153,10 @@ def test_sweep_removes_dead_owners_directories_and_keeps_live_ones(tmp_path):
 
 
 def test_sweep_storage_sweeps_every_tier_now(tmp_path):
-    from dask_prefetch.tiers import sweep_storage
+    from dask_prefetch.cache.tiers import sweep_storage
 
     code = (
-        "import os, sys; from dask_prefetch.tiers import ScratchDirectory;"
+        "import os, sys; from dask_prefetch.cache.tiers import ScratchDirectory;"
         "print(ScratchDirectory(sys.argv[1]).path, flush=True); os._exit(0)"
     )
     tiers = [tmp_path / "a", tmp_path / "b"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from conftest import MiB, put_shards
 
-from dask_prefetch.trace import Tracer, current_tracer
+from dask_prefetch.engine.trace import Tracer, current_tracer
 
 
 def test_every_block_is_requested_arrives_and_is_consumed_in_order(fs, raw_fs, tiers, tmp_path):

@@ -14,7 +14,7 @@ from nibabel.streamlines import TckFile, Tractogram, TrkFile
 from s3fs.utils import FileExpired
 
 from dask_prefetch import read_tractogram
-from dask_prefetch.streamlines import CorruptTractogramError
+from dask_prefetch.formats import CorruptTractogramError
 
 HEADER = 1000
 

@@ -13,10 +13,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from nibabel.streamlines import Tractogram, TrkFile
 
-from dask_prefetch.streamlines import CorruptTractogramError, StreamlineChunk, detect_format, open_reader
-from dask_prefetch.streamlines.chunk import PointsBuilder
-from dask_prefetch.streamlines.kernels import compiled
-from dask_prefetch.streamlines.trk import TrkReader, read_trk_header
+from dask_prefetch.formats import CorruptTractogramError, StreamlineChunk, detect_format, open_reader
+from dask_prefetch.formats.chunk import PointsBuilder
+from dask_prefetch.formats.kernels import compiled
+from dask_prefetch.formats.trk import TrkReader, read_trk_header
 
 DATA = Path(nib.__file__).parent / "tests" / "data"
 SHIPPED = ["standard.trk", "standard.LPS.trk", "simple.trk", "complex.trk", "complex_big_endian.trk", "empty.trk"]

@@ -30,7 +30,7 @@ from dask_prefetch import (
     read_tractogram,
 )
 from dask_prefetch.cluster.scheduler import balanced_groups
-from dask_prefetch.streamlines import CorruptTractogramError
+from dask_prefetch.formats import CorruptTractogramError
 from dask_prefetch.testing.tractograms import synthetic_streamlines, upload_sharded
 
 SIZES = [1000, 5000, 999]  # the objects Obj(0), Obj(1), Obj(2)

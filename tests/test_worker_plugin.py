@@ -234,12 +234,12 @@ def test_setup_sweeps_dead_workers_leftovers_at_once(cluster, tiers):
     import subprocess
     import sys
 
-    from dask_prefetch.tiers import ScratchDirectory
+    from dask_prefetch.cache.tiers import ScratchDirectory
 
     ((tier, mib),) = tiers(1)
     ScratchDirectory(tier).remove()  # this process has swept the tier once already (a long-lived client)
     code = (
-        "import os, sys; from dask_prefetch.tiers import ScratchDirectory;"
+        "import os, sys; from dask_prefetch.cache.tiers import ScratchDirectory;"
         "s = ScratchDirectory(sys.argv[1]); open(s.file('7'), 'wb').write(b'stale');"
         "print(s.path, flush=True); os._exit(0)"  # dies without cleaning up, as a SIGKILLed worker
     )

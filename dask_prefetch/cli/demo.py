@@ -42,7 +42,7 @@ def run_demo(
 
     from ..testing import LocalS3Server, WanProxy
     from ..testing.tractograms import sharded_tractogram, upload_sharded
-    from ..tractogram import read_tractogram
+    from ..tractography.tractogram import read_tractogram
     from .main import _cluster
 
     os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
@@ -88,9 +88,9 @@ def run_demo(
 
 def _plot_timeline(options: dict, paths: list[str], png: str) -> None:
     """Read the global header + every shard as one file, parsing as it goes, traced; plot the timeline."""
-    from ..filesystem import S3PrefetchFileSystem
-    from ..streamlines.trk import TrkReader
-    from ..trace import Tracer
+    from ..fs.s3 import S3PrefetchFileSystem
+    from ..formats.trk import TrkReader
+    from ..engine.trace import Tracer
 
     fs = S3PrefetchFileSystem(**options)
     started = time.perf_counter()
@@ -120,7 +120,7 @@ def _plain_shard(path: str, options: dict) -> Summary:
     import s3fs
     from nibabel.streamlines import TrkFile
 
-    from ..streamlines import StreamlineChunk
+    from ..formats import StreamlineChunk
 
     with s3fs.S3FileSystem(**options).open(path, "rb") as f:
         streamlines = TrkFile.load(f, lazy_load=False).streamlines

@@ -9,9 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from ..stats import EngineStats, process_stats
-from ..streamlines import StreamlineChunk
-from ..tractogram import Tractogram
+from ..engine.stats import EngineStats, process_stats
+from ..formats import StreamlineChunk
+from ..tractography.tractogram import Tractogram
 
 LENGTH_BINS = np.linspace(0.0, 400.0, 21)  # mm; longer streamlines count in the last bin
 

@@ -118,8 +118,8 @@ def stats(
     progress: bool | None,
 ) -> None:
     """Streamline and point counts, bounding box and length histogram of a tractogram (S3 or local)."""
-    from ..tiers import sweep_storage
-    from ..tractogram import read_tractogram
+    from ..cache.tiers import sweep_storage
+    from ..tractography.tractogram import read_tractogram
     from .job import report, run
 
     options: dict[str, Any] = {"anon": anon} if anon else {}

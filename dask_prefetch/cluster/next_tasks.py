@@ -30,11 +30,11 @@ import logging
 import threading
 from typing import TYPE_CHECKING, Any, Callable, ContextManager, Hashable
 
-from ..engine import opening_limit
+from ..engine.rolling import opening_limit
 from .tasks import PartitionRead, find_partition_read
 
 if TYPE_CHECKING:
-    from ..file import PrefetchFile
+    from ..fs.file import PrefetchFile
 
 logger = logging.getLogger(__name__)
 

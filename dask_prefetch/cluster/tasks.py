@@ -21,13 +21,13 @@ _MAX_WIDTH = 256  # larger containers are data, not graph structure: not searche
 class PartitionRead:
     """A task's read: which partition, and through which opener (filesystem + open options)."""
 
-    partition: Any  # dask_prefetch.partitions.Partition
-    opener: Any  # dask_prefetch.partitions.Opener
+    partition: Any  # dask_prefetch.tractography.partitions.Partition
+    opener: Any  # dask_prefetch.tractography.partitions.Opener
 
 
 def find_partition_read(run_spec: Any) -> PartitionRead | None:
     """The partition a task reads, found in its (possibly fused) spec, or None."""
-    from ..partitions import read_partition  # the cluster layer is imported by the filesystem
+    from ..tractography.partitions import read_partition  # the cluster layer is imported by the filesystem
 
     return _walk(run_spec, read_partition, 0)
 

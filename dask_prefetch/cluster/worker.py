@@ -2,7 +2,7 @@
 
 Without the plugin each open file has a budget of its own, so a worker running 8 tasks holds 8
 budgets at once. With it, every ``S3PrefetchFileSystem`` file a task opens (without an explicit
-``prefetch_storage``) reserves its blocks from the worker's one :class:`~dask_prefetch.tiers.TierSet`,
+``prefetch_storage``) reserves its blocks from the worker's one :class:`~dask_prefetch.cache.tiers.TierSet`,
 inside a private directory per worker that ``teardown`` removes (and that the next worker on the
 machine sweeps, at its setup, if this one was killed).
 
@@ -19,15 +19,16 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 from distributed.diagnostics.plugin import WorkerPlugin
 
-from .. import checks, config, opening
-from ..stats import EngineStats
-from ..tiers import ScratchDirectory, TierSet, sweep_storage
+from .. import checks, config
+from ..fs import opening
+from ..engine.stats import EngineStats
+from ..cache.tiers import ScratchDirectory, TierSet, sweep_storage
 from . import prometheus
 from .next_tasks import NextTaskPrefetcher
 
 if TYPE_CHECKING:
-    from ..engine import PrefetchEngine
-    from ..file import PrefetchFile
+    from ..engine.rolling import PrefetchEngine
+    from ..fs.file import PrefetchFile
 
 PLUGIN_NAME = "dask-prefetch"
 _acting_plugin: contextvars.ContextVar[PrefetchWorkerPlugin | None] = contextvars.ContextVar(
@@ -82,7 +83,7 @@ class PrefetchWorkerPlugin(WorkerPlugin):
     (files opened for the next tasks, and those the tasks used), ``prefetch_reads`` and
     ``prefetch_reads_waited`` (a task asking for a block's bytes, and having to wait: the rest are
     prefetch hits), ``prefetch_gets_resumed`` and ``prefetch_gets_reissued`` (see
-    :mod:`dask_prefetch.fetch`).
+    :mod:`dask_prefetch.engine.fetch`).
     """
 
     name = PLUGIN_NAME

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import BytesBody, RangeBody, RangeSource
+from .base import BytesBody, ObjectVersion, RangeBody, RangeSource
 from .errors import RangeNotHonouredError
 
-__all__ = ["BytesBody", "RangeBody", "RangeNotHonouredError", "RangeSource", "source_for"]
+__all__ = ["BytesBody", "ObjectVersion", "RangeBody", "RangeNotHonouredError", "RangeSource", "source_for"]
 
 
 def source_for(fs: Any) -> RangeSource:

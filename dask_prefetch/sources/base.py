@@ -19,18 +19,26 @@ from __future__ import annotations
 
 import abc
 import asyncio
-from typing import TYPE_CHECKING, Any, Protocol, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, Sequence
 
 from fsspec.asyn import _run_coros_in_chunks
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from .errors import naming, retryable
 
-if TYPE_CHECKING:
-    from ..layout import Shard
-
 #: Metadata requests sent at once when pinning many objects.
 PIN_BATCH = 64
+
+
+@dataclass(frozen=True)
+class ObjectVersion:
+    """One object as pinned at open: its path, its size, and the version token(s) that name its bytes."""
+
+    path: str
+    size: int
+    etag: str | None  # the version token: S3's ETag, or the source's (generation, mtime, ...); None: not pinned
+    version_id: str | None  # S3's VersionId on a versioned bucket
 
 
 class RangeBody(Protocol):
@@ -80,7 +88,7 @@ class RangeSource(abc.ABC):
         """``(version token, version id)`` of an ``info``: what :meth:`open_range` checks (None: unknown)."""
 
     @abc.abstractmethod
-    async def open_range(self, shard: Shard, start: int, stop: int) -> RangeBody:
+    async def open_range(self, shard: ObjectVersion, start: int, stop: int) -> RangeBody:
         """Start reading object bytes ``[start, stop)`` of the version pinned in ``shard``.
 
         Raises

@@ -19,8 +19,7 @@ from functools import partial
 from fsspec.asyn import get_loop
 from s3fs.utils import FileExpired
 
-from ..layout import Shard
-from .base import BytesBody, RangeSource
+from .base import BytesBody, ObjectVersion, RangeSource
 from .errors import RangeNotHonouredError, naming
 
 #: ``info`` keys that identify a version, in order of preference (the first present is used).
@@ -66,7 +65,7 @@ class FsspecSource(RangeSource):
             return f"{token}/ino={info['ino']}", None
         return str(token), None
 
-    async def open_range(self, shard: Shard, start: int, stop: int) -> BytesBody:
+    async def open_range(self, shard: ObjectVersion, start: int, stop: int) -> BytesBody:
         try:
             if self.fs.async_impl:
                 data = await self.fs._cat_file(shard.path, start=start, end=stop)
@@ -86,7 +85,7 @@ class FsspecSource(RangeSource):
         await self._check_version(shard)
         return BytesBody(data)
 
-    async def _check_version(self, shard: Shard) -> None:
+    async def _check_version(self, shard: ObjectVersion) -> None:
         """Raise ``FileExpired`` unless the object still has the pinned size and version token."""
         try:
             info = await self.info(shard.path)

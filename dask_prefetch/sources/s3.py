@@ -11,8 +11,7 @@ from typing import Any
 
 from s3fs.utils import FileExpired
 
-from ..layout import Shard
-from .base import RangeSource
+from .base import ObjectVersion, RangeSource
 from .errors import RangeNotHonouredError, naming, object_changed
 
 
@@ -38,7 +37,7 @@ class S3Source(RangeSource):
     def version(self, info: dict) -> tuple[str | None, str | None]:
         return info.get("ETag") or None, info.get("VersionId") or None
 
-    async def open_range(self, shard: Shard, start: int, stop: int) -> Any:
+    async def open_range(self, shard: ObjectVersion, start: int, stop: int) -> Any:
         """Send the GET of object bytes ``start:stop`` and return its body stream, checked."""
         await self._watch_retries()
         bucket, key, _ = self.fs.split_path(shard.path)
@@ -87,7 +86,7 @@ class S3Source(RangeSource):
                 self.last_retried_error = f"{error['Code']} (HTTP {status}): {error.get('Message', '')}".rstrip(": ")
 
 
-def check_range(response: dict, shard: Shard, first: int, stop: int) -> None:
+def check_range(response: dict, shard: ObjectVersion, first: int, stop: int) -> None:
     """Accept a GET's answer only if its body is exactly object bytes ``first:stop``.
 
     HTTP lets a server or a proxy ignore ``Range`` and send ``200`` with the whole object; a body

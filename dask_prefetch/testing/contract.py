@@ -30,7 +30,7 @@ from typing import Any, Callable
 import numpy as np
 import pytest
 
-from ..readonly import READING_METHODS
+from ..fs.readonly import READING_METHODS
 
 #: Methods of the filesystems that are this package's own (reading) machinery.
 OWN_METHODS = frozenset({"_pin_objects", "_open_prefetching", "_range_source", "_object_path"})

@@ -19,9 +19,9 @@ from fsspec.asyn import _run_coros_in_chunks, sync
 from s3fs import S3FileSystem
 
 from .partitions import Partition
-from .streamlines import CorruptTractogramError, TractogramHeader, detect_format
-from .streamlines.tck import MAGIC as TCK_MAGIC
-from .streamlines.trk import HEADER_SIZE, parse_trk_header
+from ..formats import CorruptTractogramError, TractogramHeader, detect_format
+from ..formats.tck import MAGIC as TCK_MAGIC
+from ..formats.trk import HEADER_SIZE, parse_trk_header
 
 __all__ = ["MixedDataWarning", "Plan", "contiguous_groups", "file_partitions", "plan_layout", "sharded_partitions"]
 

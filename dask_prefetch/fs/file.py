@@ -8,9 +8,9 @@ import threading
 import weakref
 from typing import Any, Sequence
 
-from .checks import describe, is_int
-from .engine import PrefetchEngine
-from .layout import Layout
+from ..checks import describe, is_int
+from ..engine.rolling import PrefetchEngine
+from ..engine.layout import Layout
 
 
 class PrefetchFile(io.RawIOBase):

@@ -16,7 +16,7 @@ import os
 from dataclasses import dataclass, field
 
 from .layout import Block
-from .tiers import DISK_FULL, REMOVED, ScratchDirectory, StorageTier, TierSet, sweep_stale
+from ..cache.tiers import DISK_FULL, REMOVED, ScratchDirectory, StorageTier, TierSet, sweep_stale
 
 logger = logging.getLogger(__name__)
 #: Errors meaning "this disk has no room", whatever the budget says.
@@ -78,7 +78,7 @@ class BlockFiles:
         """Create ``block``'s file in ``tier`` (reserved by the caller) with its space allocated.
 
         A disk with no room is first swept of dead processes' scratch directories (see
-        :func:`~dask_prefetch.tiers.sweep_stale`; a killed sibling's blocks may be what fills it),
+        :func:`~dask_prefetch.cache.tiers.sweep_stale`; a killed sibling's blocks may be what fills it),
         and the block tried once more if that freed any.
 
         Returns

@@ -7,6 +7,6 @@ yields :class:`StreamlineChunk` objects of whole streamlines in RAS+ mm.
 
 from .chunk import StreamlineChunk, TractogramHeader
 from .errors import CorruptTractogramError
-from .formats import detect_format, open_reader
+from .detection import detect_format, open_reader
 
 __all__ = ["CorruptTractogramError", "StreamlineChunk", "TractogramHeader", "detect_format", "open_reader"]

@@ -5,7 +5,7 @@ the size of a part or with the number of GETs in flight. A body stream that brea
 or a store that answers with other bytes than the range, is asked again from the first missing
 byte, with backoff and jitter; errors of the request itself (``503 SlowDown``, ...) are retried
 by the store's client (s3fs and botocore for S3). A GET far slower than its peers is re-issued
-(see :mod:`dask_prefetch.stragglers`).
+(see :mod:`dask_prefetch.engine.stragglers`).
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from typing import Any, Callable
 from s3fs.utils import FileExpired
 
 from .layout import Part, Shard
-from .sources import RangeSource
-from .sources.errors import STREAM_ERRORS, RangeNotHonouredError
+from ..sources import RangeSource
+from ..sources.errors import STREAM_ERRORS, RangeNotHonouredError
 from .stragglers import StragglerWatch
 
 logger = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ ranged reads for anything else). Registered as the fsspec protocol ``prefetch`` 
     pandas.read_csv("prefetch::s3://bucket/t.csv", storage_options={"s3": {"anon": True}})
 
 Everything else -- writing, copying, deleting, tagging, uploads -- raises ``PermissionError``:
-the surface is an allow-list (:mod:`dask_prefetch.readonly`).
+the surface is an allow-list (:mod:`dask_prefetch.fs.readonly`).
 """
 
 from __future__ import annotations
@@ -23,11 +23,11 @@ from fsspec import filesystem, get_filesystem_class
 from fsspec.implementations.chained import ChainedFileSystem
 from fsspec.spec import AbstractFileSystem
 
-from . import checks
-from .filesystem import s3_client_defaults
+from .. import checks
+from .s3 import s3_client_defaults
 from .opening import PrefetchOpening
 from .readonly import allow_only_reading
-from .sources import RangeSource, source_for
+from ..sources import RangeSource, source_for
 
 __all__ = ["PrefetchFileSystem"]
 

@@ -20,7 +20,7 @@ import weakref
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Sequence
 
-from .checks import check_storage
+from ..checks import check_storage
 
 MiB = 2**20
 PAGE = 4096  # tmpfs and ext4 allocate whole pages: budget what the disk will really use
@@ -377,7 +377,7 @@ def sweep_stale(parent: str) -> list[str]:
     A directory is stale when nobody holds its lock (its owner died), or when it has no lock
     file and is older than a grace period. Only directories owned by this user are touched,
     and their contents are never read. Opening a file sweeps each tier once per process; a
-    tier whose disk is full is swept again (see :class:`~dask_prefetch.blockfiles.BlockFiles`),
+    tier whose disk is full is swept again (see :class:`~dask_prefetch.engine.blockfiles.BlockFiles`),
     and ``PrefetchWorkerPlugin.setup`` sweeps its tiers at once.
 
     Returns
@@ -416,7 +416,7 @@ def sweep_storage(storage: Sequence[tuple[str, float]] | None = None) -> list[st
         If ``storage`` is malformed (see :func:`dask_prefetch.checks.check_storage`).
     """
     if storage is None:
-        from .config import default_storage
+        from ..config import default_storage
 
         storage = default_storage()
     removed = []

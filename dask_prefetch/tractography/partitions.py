@@ -16,11 +16,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from . import config  # noqa: F401 (hands dask-prefetch.compiled-parsers to the parsers, on workers too)
-from .streamlines import StreamlineChunk, TractogramHeader, open_reader
-from .streamlines.errors import CorruptTractogramError, in_shard
-from .streamlines.tck import TckReader
-from .streamlines.trk import TrkReader
+from .. import config  # noqa: F401 (hands dask-prefetch.compiled-parsers to the parsers, on workers too)
+from ..formats import StreamlineChunk, TractogramHeader, open_reader
+from ..formats.errors import CorruptTractogramError, in_shard
+from ..formats.tck import TckReader
+from ..formats.trk import TrkReader
 
 
 @dataclass(frozen=True)

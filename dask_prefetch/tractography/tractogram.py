@@ -31,16 +31,16 @@ from fsspec.asyn import sync
 from fsspec.core import split_protocol, url_to_fs
 from fsspec.implementations.local import LocalFileSystem
 
-from . import checks
-from .checks import describe
-from .filesystem import S3PrefetchFileSystem, check_paths, check_unique
-from .prefetchfs import PrefetchFileSystem
+from .. import checks
+from ..checks import describe
+from ..fs.s3 import S3PrefetchFileSystem, check_paths, check_unique
+from ..fs.prefetch import PrefetchFileSystem
 from .partitions import Opener, Partition, read_partition
 from .planning import MixedDataWarning, file_partitions, plan_layout, sharded_partitions  # noqa: F401 (re-exported)
-from .streamlines import StreamlineChunk, TractogramHeader, detect_format
-from .streamlines.tck import MAGIC as TCK_MAGIC
-from .streamlines.tck import MAX_HEADER, read_tck_header, tck_byte_ranges
-from .streamlines.trk import parse_trk_header
+from ..formats import StreamlineChunk, TractogramHeader, detect_format
+from ..formats.tck import MAGIC as TCK_MAGIC
+from ..formats.tck import MAX_HEADER, read_tck_header, tck_byte_ranges
+from ..formats.trk import parse_trk_header
 
 _PROBE_BYTES = 64 * 1024  # enough for any TRK header and ordinary TCK headers
 _PROTOCOLS = {None: "file", "local": "file", "s3a": "s3"}  # spellings of one store

@@ -12,15 +12,13 @@ import bisect
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
+from ..sources.base import ObjectVersion
+
 
 @dataclass(frozen=True)
-class Shard:
-    """One S3 object and the slice of it that belongs to the logical file."""
+class Shard(ObjectVersion):
+    """One pinned object and the slice of it that belongs to the logical file."""
 
-    path: str
-    size: int
-    etag: str | None  # the version token pinned at open: S3's ETag, or the source's (generation, mtime, ...)
-    version_id: str | None
     skip: int
     offset: int  # logical offset of byte ``skip``
 

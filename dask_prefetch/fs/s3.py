@@ -8,11 +8,11 @@ import s3fs
 from fsspec.asyn import sync_wrapper
 from fsspec.core import split_protocol
 
-from . import config
+from .. import config
 from .opening import PrefetchOpening, check_mode, check_paths, check_unique
 from .readonly import allow_only_reading, check_operation, check_url_method
-from .sources import RangeSource
-from .sources.s3 import S3Source
+from ..sources import RangeSource
+from ..sources.s3 import S3Source
 
 __all__ = ["S3PrefetchFileSystem", "check_paths", "check_unique", "s3_client_defaults"]
 
@@ -40,7 +40,7 @@ class S3PrefetchFileSystem(PrefetchOpening, s3fs.S3FileSystem):
     ``secret``, ``anon``, ``client_kwargs``, ``config_kwargs``, ...). Listing and reading
     methods (``ls``, ``info``, ``cat``, ``glob``, ``find``, ...) behave as in s3fs; s3fs's own
     read cache is off. It is read-only by construction: every method not on the allow-list
-    :data:`dask_prefetch.readonly.READING_METHODS` raises ``PermissionError`` (including any a
+    :data:`dask_prefetch.fs.readonly.READING_METHODS` raises ``PermissionError`` (including any a
     later s3fs adds), ``call_s3`` sends only read operations and ``url`` signs only reads.
     It is :class:`~dask_prefetch.PrefetchFileSystem`'s S3 case, with s3fs's constructor:
     its files read through an :class:`~dask_prefetch.sources.s3.S3Source` on its own client.

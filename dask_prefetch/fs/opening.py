@@ -1,7 +1,7 @@
 """The prefetching ``open`` shared by the filesystems: checks, settings, tiers, engine, file.
 
-:class:`PrefetchOpening` is mixed into :class:`~dask_prefetch.filesystem.S3PrefetchFileSystem`
-and :class:`~dask_prefetch.prefetchfs.PrefetchFileSystem`; each says where its bytes come from
+:class:`PrefetchOpening` is mixed into :class:`~dask_prefetch.fs.s3.S3PrefetchFileSystem`
+and :class:`~dask_prefetch.fs.prefetch.PrefetchFileSystem`; each says where its bytes come from
 (:meth:`PrefetchOpening._range_source`) and how it names objects
 (:meth:`PrefetchOpening._object_path`), and everything else about opening is here, once.
 """
@@ -16,16 +16,16 @@ from typing import TYPE_CHECKING, AbstractSet, Any, Callable, Iterable, Mapping,
 
 from fsspec.asyn import sync
 
-from . import checks, config
-from .checks import describe
-from .engine import PrefetchEngine
+from .. import checks, config
+from ..checks import describe
+from ..engine.rolling import PrefetchEngine
 from .file import PrefetchFile
-from .layout import Layout
-from .sources import RangeSource
-from .tiers import TierSet, disk_bytes
+from ..engine.layout import Layout
+from ..sources import RangeSource
+from ..cache.tiers import TierSet, disk_bytes
 
 if TYPE_CHECKING:
-    from .cluster.worker import PrefetchWorkerPlugin
+    from ..cluster.worker import PrefetchWorkerPlugin
 
 MiB = 2**20
 #: fsspec's buffering options of ``open``: accepted and ignored (prefetching is the cache).

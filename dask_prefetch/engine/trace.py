@@ -2,7 +2,7 @@
 
 ::
 
-    from dask_prefetch.trace import Tracer
+    from dask_prefetch.engine.trace import Tracer
 
     with Tracer() as trace:                     # files opened in this block are traced
         with fs.open(paths, header_bytes=1000) as f:

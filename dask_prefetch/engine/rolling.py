@@ -26,14 +26,14 @@ from typing import Any, Callable
 
 from s3fs.utils import FileExpired
 
-from . import config
+from .. import config
 from .blockfiles import NO_SPACE, BlockFiles, Slot
 from .fetch import fetch_part
 from .layout import Block, Layout
-from .sources import RangeSource, source_for
+from ..sources import RangeSource, source_for
 from .stats import EngineStats, engine_closed, engine_opened
 from .stragglers import StragglerWatch
-from .tiers import DISK_FULL, TierSet, disk_bytes
+from ..cache.tiers import DISK_FULL, TierSet, disk_bytes
 from .trace import current_tracer
 
 logger = logging.getLogger(__name__)
