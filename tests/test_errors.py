@@ -22,6 +22,16 @@ def test_missing_object(fs, raw_fs, tiers):
         fs.open([*paths, f"{BUCKET}/missing-shard"], prefetch_storage=tiers(1))
 
 
+def test_a_missing_bucket_is_named_as_a_bucket(fs, raw_fs, tiers):
+    raw_fs.pipe(f"{BUCKET}/k", b"x")
+    with pytest.raises(FileNotFoundError, match=r"^No such bucket: 'no-such-bucket' \(asked for the object 'no-such-bucket/k'\)$"):
+        fs.open("no-such-bucket/k", prefetch_storage=tiers(1))
+    with pytest.raises(FileNotFoundError, match=r"No such bucket: 'no-such-bucket'"):
+        fs.open([f"{BUCKET}/k", "no-such-bucket/k"], prefetch_storage=tiers(1))
+    with pytest.raises(FileNotFoundError, match=rf"^No such object: '{BUCKET}/nokey'$"):  # the path said once
+        fs.open(f"{BUCKET}/nokey", prefetch_storage=tiers(1))
+
+
 def test_a_prefix_is_not_a_file(fs, raw_fs, tiers):
     raw_fs.pipe(f"{BUCKET}/dir/a", b"x")
     with pytest.raises(IsADirectoryError, match=f"{BUCKET}/dir"):

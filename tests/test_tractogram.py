@@ -263,3 +263,42 @@ def test_an_http_url_is_read_with_rolling_prefetch_and_equals_nibabel(s3_server,
     raw_fs.chmod(f"{BUCKET}/complex.trk", "public-read")
     with pytest.raises(OSError):
         tg.lengths.compute(scheduler="sync")
+
+
+def dipy_file(name: str) -> str:
+    import dipy
+
+    return os.path.join(os.path.dirname(dipy.__file__), "data", "files", name)
+
+
+def test_n_points_counts_points_and_arc_lengths_are_dipys_millimetres(raw_fs, storage_options, tiers):
+    from dipy.tracking.streamline import length
+
+    path = dipy_file("tracks300.trk")  # dipy's own tractogram
+    raw_fs.put(path, f"{BUCKET}/tracks300.trk")
+    reference = TrkFile.load(path, lazy_load=False).streamlines
+    tg = read_tractogram(f"s3://{BUCKET}/tracks300.trk", storage_options=storage_options, prefetch_storage=tiers(64))
+    n_points, arc = dask.compute(tg.n_points, tg.arc_lengths, scheduler="threads")
+    assert n_points.dtype == np.int64 and arc.dtype == np.float64
+    np.testing.assert_array_equal(n_points, [len(s) for s in reference])
+    np.testing.assert_array_equal(tg.lengths.compute(), n_points)  # the alias nibabel users know
+    np.testing.assert_allclose(arc, length(reference), rtol=1e-5)
+    assert not np.allclose(arc, n_points)  # mm, not a count
+
+
+def test_bags_name_the_scheduler_to_use_without_a_client():
+    import dask_prefetch.tractography.tractogram as module
+
+    for method in (module.Tractogram.to_bag, module.Tractogram.to_chunks, module.Tractogram.map_chunks):
+        assert 'scheduler="threads"' in method.__doc__
+    assert "*process* pool" in module.Tractogram.__doc__
+    readme = open(os.path.join(os.path.dirname(__file__), "..", "README.md")).read()
+    assert 'compute(scheduler="threads")' in readme and "process" in readme
+
+
+def test_a_bag_computed_with_threads_equals_nibabel(tmp_path):
+    path = dipy_file("tracks300.trk")
+    reference = TrkFile.load(path, lazy_load=False).streamlines
+    bag = read_tractogram(path).to_bag().map(lambda s: float(s[:, 0].sum()))
+    got = bag.compute(scheduler="threads")
+    np.testing.assert_allclose(got, [float(s[:, 0].sum()) for s in reference], rtol=1e-6)

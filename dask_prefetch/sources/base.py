@@ -25,7 +25,7 @@ from typing import Any, Protocol, Sequence
 from fsspec.asyn import _run_coros_in_chunks
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
-from .errors import naming, retryable
+from .errors import missing_bucket, naming, retryable
 
 #: Metadata requests sent at once when pinning many objects.
 PIN_BATCH = 64
@@ -130,7 +130,12 @@ class RangeSource(abc.ABC):
                     with attempt:
                         info = await self.info(path)
             except FileNotFoundError as e:
-                raise FileNotFoundError(f"No such object: {path!r} ({e.args[-1] if e.args else e})") from e
+                if missing_bucket(e):
+                    bucket = path.split("/", 1)[0]
+                    raise FileNotFoundError(f"No such bucket: {bucket!r} (asked for the object {path!r})") from e
+                detail = str(e.args[-1] if e.args else e)
+                said = f" ({detail})" if detail and detail not in path else ""  # s3fs often says just the path
+                raise FileNotFoundError(f"No such object: {path!r}{said}") from e
             except OSError as e:
                 raise naming(e, f"{path}: request for its size and version failed: {e}") from e
             if info.get("type") not in ("file", None):

@@ -94,6 +94,11 @@ def object_changed(error: BaseException) -> bool:
     return precondition_failed(error) or range_not_satisfiable(error)
 
 
+def missing_bucket(error: BaseException) -> bool:
+    """Whether S3 answered that the bucket itself does not exist (``NoSuchBucket``), not only the key."""
+    return _answered(error, frozenset({"NoSuchBucket"}), -1)
+
+
 def retryable(error: BaseException) -> bool:
     """Whether asking again may succeed: throttling, server errors, timeouts, broken connections."""
     for e in _chain(error):

@@ -62,6 +62,14 @@ class Tractogram:
         never checked against the data. For several complete files, the first file's header.
     partitions : list of Partition
         What each task reads.
+
+    Notes
+    -----
+    Without a ``distributed`` client, dask.bag computes on a *process* pool by default, which
+    pickles every partition's streamlines between processes. The tasks are numpy and release the
+    GIL, so the bags (:meth:`to_bag`, :meth:`to_chunks`, :meth:`map_chunks`) are faster computed
+    with ``compute(scheduler="threads")`` or under ``dask.config.set(scheduler="threads")``. The
+    arrays (:attr:`points`, :attr:`n_points`, ...) use threads already.
     """
 
     def __init__(
@@ -107,38 +115,68 @@ class Tractogram:
         return Tractogram(self.header, self.partitions, self._opener, self._chunk_bytes, self._identity, parts)
 
     def to_chunks(self) -> db.Bag:
-        """A bag with one :class:`StreamlineChunk` (flat points + lengths) per partition: the fast path."""
+        """A bag with one :class:`StreamlineChunk` (flat points + lengths) per partition: the fast path.
+
+        Without a ``distributed`` client, compute it with ``scheduler="threads"`` (see Notes of :class:`Tractogram`).
+        """
         return db.from_delayed([dask.delayed(_as_list, pure=True)(p) for p in self._parts])
 
     def map_chunks(self, func: Callable[[StreamlineChunk], Any]) -> db.Bag:
-        """``func(chunk)`` for every partition's chunk, as a bag of the results."""
+        """``func(chunk)`` for every partition's chunk, as a bag of the results.
+
+        Without a ``distributed`` client, compute it with ``scheduler="threads"`` (see Notes of :class:`Tractogram`).
+        """
         return self.to_chunks().map(func)
 
     def to_bag(self) -> db.Bag:
-        """A bag of streamlines: one float32 ``(n_points, 3)`` array each, in file order, RAS+ mm."""
+        """A bag of streamlines: one float32 ``(n_points, 3)`` array each, in file order, RAS+ mm.
+
+        Without a ``distributed`` client, compute it with ``scheduler="threads"`` (see Notes of :class:`Tractogram`).
+        """
         return db.from_delayed([dask.delayed(StreamlineChunk.streamlines, pure=True)(p) for p in self._parts])
 
     @property
     def points(self) -> da.Array:
-        """All points, ``(total_points, 3)`` float32 (chunk sizes unknown until computed)."""
-        arrays = [
-            da.from_delayed(dask.delayed(_field, pure=True)(p, "points"), shape=(np.nan, 3), dtype=np.float32)
-            for p in self._parts
-        ]
-        return da.concatenate(arrays, axis=0) if arrays else da.empty((0, 3), dtype=np.float32)
+        """All points, ``(total_points, 3)`` float32 in RAS+ mm (chunk sizes unknown until computed)."""
+        return self._per_partition(_field, "points", (np.nan, 3), np.float32)
+
+    @property
+    def n_points(self) -> da.Array:
+        """Points per streamline, int64: a count, not a length in mm (for that, :attr:`arc_lengths`).
+
+        Aligned with :attr:`points`: streamline ``i`` is ``points[offsets[i]:offsets[i] + n_points[i]]``
+        (``offsets`` the cumulative sum). Chunk sizes unknown until computed.
+        """
+        return self._per_partition(_field, "lengths", (np.nan,), np.int64)
 
     @property
     def lengths(self) -> da.Array:
-        """Points per streamline, int64 (chunk sizes unknown until computed)."""
+        """Points per streamline, as nibabel's ``ArraySequence`` names them: the same array as :attr:`n_points`.
+
+        Not millimetres: ``dipy.tracking.streamline.length`` gives what :attr:`arc_lengths` gives.
+        """
+        return self.n_points
+
+    @property
+    def arc_lengths(self) -> da.Array:
+        """Length of each streamline in mm along its points (float64), as ``dipy.tracking.streamline.length``."""
+        return self._per_partition(_arc_lengths, None, (np.nan,), np.float64)
+
+    def _per_partition(self, func: Callable, name: str | None, shape: tuple, dtype: Any) -> da.Array:
+        """One dask array of ``func(chunk, name)`` over the partitions, concatenated on the first axis."""
         arrays = [
-            da.from_delayed(dask.delayed(_field, pure=True)(p, "lengths"), shape=(np.nan,), dtype=np.int64)
-            for p in self._parts
+            da.from_delayed(dask.delayed(func, pure=True)(p, name), shape=shape, dtype=dtype) for p in self._parts
         ]
-        return da.concatenate(arrays, axis=0) if arrays else da.empty((0,), dtype=np.int64)
+        empty = tuple(0 if np.isnan(n) else n for n in shape)
+        return da.concatenate(arrays, axis=0) if arrays else da.empty(empty, dtype=dtype)
 
 
 def _field(chunk: StreamlineChunk, name: str) -> np.ndarray:
     return getattr(chunk, name)
+
+
+def _arc_lengths(chunk: StreamlineChunk, _: None) -> np.ndarray:
+    return chunk.arc_lengths()
 
 
 def _as_list(chunk: StreamlineChunk) -> list[StreamlineChunk]:
