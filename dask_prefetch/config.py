@@ -3,7 +3,8 @@
 Every setting lives under the ``dask-prefetch`` key (see ``dask-prefetch.yaml``) and can be
 overridden the usual Dask ways: ``dask.config.set({"dask-prefetch.block-size": "64 MiB"})``, a
 YAML file in ``~/.config/dask/``, or ``DASK_DASK_PREFETCH__BLOCK_SIZE=64MiB`` in the environment
-(``DASK_PREFETCH__BLOCK_SIZE=64MiB`` works too).
+(``DASK_PREFETCH__BLOCK_SIZE=64MiB`` works too, and survives ``dask.config.refresh()``; being
+read as a default, it gives way to a YAML file and to the long name).
 Constructor and ``open`` arguments override the configuration; ``None`` means "use it".
 
 Arguments and configured values are checked alike (see :mod:`dask_prefetch.checks`).
@@ -14,7 +15,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator, Mapping
 
 import dask.config
 import yaml
@@ -25,17 +26,50 @@ from .formats import kernels as _kernels
 _DEFAULTS_FILE = Path(__file__).with_name("dask-prefetch.yaml")
 
 with _DEFAULTS_FILE.open() as _f:
-    dask.config.update_defaults(yaml.safe_load(_f))
+    _PACKAGE_DEFAULTS = yaml.safe_load(_f)
+dask.config.update_defaults(_PACKAGE_DEFAULTS)
 
 
-def _short_environment_names(environ: dict[str, str]) -> dict:
+def _short_environment_names(environ: Mapping[str, str]) -> dict:
     """``DASK_PREFETCH__BLOCK_SIZE=64MiB`` as ``DASK_DASK_PREFETCH__BLOCK_SIZE`` would be read by Dask."""
     prefix = "DASK_PREFETCH__"
     renamed = {f"DASK_DASK_PREFETCH__{k[len(prefix) :]}": v for k, v in environ.items() if k.startswith(prefix)}
     return dask.config.collect_env(renamed) if renamed else {}
 
 
-dask.config.update(dask.config.config, _short_environment_names(dict(os.environ)), priority="new")
+class _ShortNames(Mapping):
+    """The short environment names, read afresh each time Dask reads its defaults.
+
+    Registered as defaults, so that ``dask.config.refresh()`` (which rebuilds the configuration
+    from the registered defaults, the YAML files and the ``DASK_*`` variables) keeps them. As
+    defaults they give way to a YAML file and to the long names; the package's own defaults give
+    way to them.
+    """
+
+    def _values(self) -> dict:
+        return _short_environment_names(os.environ)
+
+    def __getitem__(self, key: str) -> Any:
+        return self._values()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values())
+
+    def __len__(self) -> int:
+        return len(self._values())
+
+
+# Read before the package's defaults at each refresh (the first default read wins there), and
+# applied now over the package's defaults only, as a refresh would.
+dask.config.defaults.insert(dask.config.defaults.index(_PACKAGE_DEFAULTS), _ShortNames())
+_INNER = _PACKAGE_DEFAULTS["dask-prefetch"]
+_INNER = {**_INNER, **{k.replace("-", "_"): v for k, v in _INNER.items()}}  # as Dask may spell the keys
+dask.config.update(
+    dask.config.config,
+    _short_environment_names(os.environ),
+    priority="new-defaults",
+    defaults={"dask-prefetch": _INNER, "dask_prefetch": _INNER},
+)
 
 MiB = 2**20
 

@@ -54,6 +54,21 @@ def test_environment_variables_set_the_defaults(prefix, tmp_path):
     assert out.strip() == f"64MiB [('{tmp_path}', 100.0)]"
 
 
+def test_the_short_environment_names_survive_a_refresh_and_give_way_to_the_long_ones(tmp_path):
+    env = {**os.environ, "DASK_PREFETCH__BLOCK_SIZE": "64MiB", "DASK_PREFETCH__CONCURRENCY": "3"}
+    env["DASK_DASK_PREFETCH__CONCURRENCY"] = "5"
+    code = (
+        "import dask.config, dask_prefetch.config as c\n"
+        "before = (c.get('block-size'), c.get('concurrency'))\n"
+        "dask.config.refresh()\n"
+        "print(before, (c.get('block-size'), c.get('concurrency')))\n"
+        "with dask.config.set({'dask-prefetch.block-size': '8MiB'}):\n"
+        "    print(c.get('block-size'))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.split("\n")[:2] == ["('64MiB', 5) ('64MiB', 5)", "8MiB"]
+
+
 def test_every_setting_is_documented_in_the_readme():
     from pathlib import Path
 

@@ -35,6 +35,7 @@ from .stats import EngineStats, engine_closed, engine_opened
 from .stragglers import StragglerWatch
 from ..cache.tiers import DISK_FULL, TierSet, disk_bytes
 from .trace import current_tracer
+from .window import HeldBlock, Launch, Window
 
 logger = logging.getLogger(__name__)
 _CLOSE_WAIT_SECONDS = 0.5
@@ -82,8 +83,7 @@ class PrefetchEngine:
         stall_timeout: float | None = None,
         straggler_factor: float | None = None,
     ) -> None:
-        if concurrency < 1:
-            raise ValueError(f"concurrency must be >= 1, got {concurrency}")
+        self.window = Window([disk_bytes(b.length) for b in layout.blocks], [len(b.parts) for b in layout.blocks], concurrency)
         self.stall_timeout = config.get_seconds("stall-timeout", stall_timeout)
         if not self.stall_timeout > 0:
             raise ValueError(f"stall-timeout must be > 0 seconds, got {self.stall_timeout}")
@@ -93,7 +93,6 @@ class PrefetchEngine:
         self.source = source if isinstance(source, RangeSource) else source_for(source)
         self.layout = layout
         self.tiers = tiers
-        self.concurrency = concurrency
         self.retries = retries
         self.read_timeout = read_timeout
         self.stats = EngineStats(files_opened=1)
@@ -109,7 +108,7 @@ class PrefetchEngine:
         self._limit = opening_limit.get()
         self._yielded = False  # opened ahead, and gave all our space to a starved reader: wait for set_limit(None)
         if self._limit is not None:  # no more than the whole file takes (blocks are page-rounded one by one)
-            self._limit = min(self._limit, sum(disk_bytes(b.length) for b in layout.blocks))
+            self._limit = min(self._limit, self.window.total_bytes)
         self._asked_at: float | None = None  # when the reader asked for the file (see start_clock)
         self._on_first_bytes: Callable[[], None] | None = None
         self._tracer = current_tracer()
@@ -275,6 +274,11 @@ class PrefetchEngine:
         logger.debug("%s closed: %s", self.layout.shards[0].path, self.stats)
 
     @property
+    def concurrency(self) -> int:
+        """Ranged GETs in flight at most (the window's)."""
+        return self.window.concurrency
+
+    @property
     def closed(self) -> bool:
         return self._closed
 
@@ -300,52 +304,50 @@ class PrefetchEngine:
         resume, self._after_error = self._after_error, False  # the reader is back after a failed read
         if resume:
             self._forget_failed()  # GETs that failed after the read raised, while the reader was away
-        if index < self._cursor:
-            self._cursor = index
-        elif index > self._cursor:
-            for i in [i for i in self._slots if i < index]:
-                self._drop(self._slots[i], "consumed" if i <= self._cursor else "evicted")  # read, or skipped
-            self._cursor = index
-        elif not resume:
+        if index == self._cursor and not resume:
             return
+        for i, why in self.window.passed(self._cursor, index, list(self._slots)):
+            self._drop(self._slots[i], why)
+        self._cursor = index
         if self._cursor in self._slots:
             self.tiers.satisfied(self._space_released)  # had we pressed for room, we need none now
         self._schedule()
 
     def _schedule(self) -> None:
-        """Start GETs in block order from the cursor while slots and tier space allow."""
+        """Open blocks and start GETs as the window says, while slots and tier space allow."""
         if self._after_error or self._yielded:
             return  # until the reader asks again (see view), or our task claims us (see _shed)
-        blocks = self.layout.blocks
-        i = self._cursor
-        while i < len(blocks) and self._inflight < self.concurrency and not self._closed:
-            slot = self._slots.get(i)
-            if slot is None:
-                try:
-                    slot = self._open_slot(blocks[i])
-                except OSError as e:
-                    self._failure = e
-                    self._cond.notify_all()
-                    return
-                if slot is None:
-                    return
-            if slot.dropped:
-                return  # still winding down: rescheduled when its GETs have ended
-            while slot.launched < len(slot.block.parts) and self._inflight < self.concurrency and slot.error is None:
+        while not self._closed:
+            step = self.window.next_step(self._cursor, self._held_blocks(), self._inflight)
+            if step is None:
+                return
+            if isinstance(step, Launch):
+                slot = self._slots[step.index]
                 self._inflight += 1
                 self.stats.peak_in_flight = max(self.stats.peak_in_flight, self._inflight)
                 slot.outstanding += 1
-                self._loop.call_soon_threadsafe(self._start_part, slot, slot.launched)
+                self._loop.call_soon_threadsafe(self._start_part, slot, step.part)
                 slot.launched += 1
-            i += 1
+                continue
+            try:
+                if self._open_slot(self.layout.blocks[step.index]) is None:
+                    return  # no room: rescheduled when space is released
+            except OSError as e:
+                self._failure = e
+                self._cond.notify_all()
+                return
+
+    def _held_blocks(self) -> dict[int, HeldBlock]:
+        """The window's view of our slots."""
+        return {
+            i: HeldBlock(s.launched, s.dropped, s.error is not None) for i, s in self._slots.items() if i >= self._cursor
+        }
 
     def _open_slot(self, block: Block) -> Slot | None:
         # The block a reader waits for (or soon will) comes before any prefetching: see TierSet.press.
         urgent = block.index == self._cursor and self._limit is None
-        if block.index != self._cursor:
-            after = self._held + disk_bytes(block.length)
-            if after > self.tiers.fair_share() or (self._limit is not None and after > self._limit):
-                return None  # tiers shared with other files: prefetch no further than our share
+        if not self.window.may_hold(block.index, self._cursor, self._held, self.tiers.fair_share(), self._limit):
+            return None  # tiers shared with other files: prefetch no further than our share
         placed = None
         while placed is None:
             tier = self.tiers.reserve(block.length, self._space_released, urgent)
@@ -385,12 +387,11 @@ class PrefetchEngine:
 
     def _make_room_after(self, index: int) -> bool:
         """Give up the furthest held block beyond ``index``; True if space was freed now."""
-        later = [i for i, s in self._slots.items() if i > index and not s.dropped]
-        if not later:
+        victim = self.window.room_victim(index, self._held_blocks())
+        if victim is None:
             return False
-        victim = self._slots[max(later)]
-        self._drop(victim)
-        return victim.block.index not in self._slots
+        self._drop(self._slots[victim])
+        return victim not in self._slots
 
     def _drop(self, slot: Slot, why: str = "evicted") -> None:
         """Stop ``slot``'s GETs; free it now, or when the last of them has ended."""
@@ -518,10 +519,7 @@ class PrefetchEngine:
                 for slot in list(self._slots.values()):
                     self._drop(slot)
                 return
-            share = self.tiers.fair_share()
-            for index in sorted((i for i in self._slots if i > self._cursor), reverse=True):
-                if self._held <= share:
-                    break
+            for index in self.window.to_shed(self._cursor, list(self._slots), self._held, self.tiers.fair_share()):
                 self._drop(self._slots[index])
 
     def _note(self, kind: str, block: int, detail: object = None, at: float | None = None) -> None:
