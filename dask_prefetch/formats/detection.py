@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import BinaryIO, Iterator, Protocol
 
 from .chunk import StreamlineChunk, TractogramHeader
+from .compression import decompressed, is_gzip
 from .errors import CorruptTractogramError
 from .reading import read_full
 
@@ -28,6 +29,8 @@ def detect_format(prefix: bytes, name: str = "<file>") -> str:
     for magic, fmt in _MAGICS.items():
         if prefix.startswith(magic):
             return fmt
+    if is_gzip(prefix):
+        raise CorruptTractogramError(name, 0, "gzip-compressed: decompress its first bytes before detecting the format")
     raise CorruptTractogramError(name, 0, f"neither a TRK nor a TCK file (starts with {bytes(prefix[:13])!r})")
 
 
@@ -35,8 +38,10 @@ def open_reader(fileobj: BinaryIO, name: str = "<file>", **kwargs: object) -> Re
     """Detect the format at the file object's position and return its reader (header parsed).
 
     ``kwargs`` go to :class:`~.trk.TrkReader` or :class:`~.tck.TckReader`. The file object must
-    be seekable (it is rewound to where it was before parsing the header).
+    be seekable (it is rewound to where it was before parsing the header). A gzip-compressed file
+    is read through a :class:`~.compression.GunzipStream`, whatever its name.
     """
+    fileobj = decompressed(fileobj, name)
     start = fileobj.tell()
     fmt = detect_format(read_full(fileobj, 13), name)
     fileobj.seek(start)

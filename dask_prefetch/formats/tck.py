@@ -40,7 +40,8 @@ def read_tck_header(fileobj: BinaryIO, name: str = "<file>", size: int | None = 
     name
         Used in error messages.
     size
-        The file's size, when ``fileobj`` holds only its first bytes (None: ``fileobj``'s size).
+        The file's size, when ``fileobj`` holds only its first bytes (None: ``fileobj``'s size, if
+        it can seek to its end; else unknown, as for a gzip stream).
 
     Returns
     -------
@@ -122,9 +123,12 @@ def read_tck_header(fileobj: BinaryIO, name: str = "<file>", size: int | None = 
     if data_offset < header_end:
         problem = f"data offset {data_offset} is inside the header (ends at {header_end})"
         raise CorruptTractogramError(name, file_at, problem)
-    end = fileobj.seek(0, os.SEEK_END)
-    size = end if size is None else size
-    if data_offset > size:
+    if size is None:
+        try:
+            size = fileobj.seek(0, os.SEEK_END)
+        except (OSError, ValueError):  # a stream of unknown length (gzip): a short body shows when it is read
+            size = None
+    if size is not None and data_offset > size:
         raise CorruptTractogramError(name, file_at, f"data offset {data_offset} is beyond the end of the file ({size})")
     fileobj.seek(data_offset)
     count = fields.get("count", "").strip()

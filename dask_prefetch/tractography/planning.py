@@ -20,6 +20,7 @@ from s3fs import S3FileSystem
 
 from .partitions import Partition
 from ..formats import CorruptTractogramError, TractogramHeader, detect_format
+from ..formats.compression import gunzip_prefix, is_gzip
 from ..formats.tck import MAGIC as TCK_MAGIC
 from ..formats.trk import HEADER_SIZE, parse_trk_header
 
@@ -65,10 +66,17 @@ def plan_layout(
         _check_header_bytes(header_bytes, [p for i, p in enumerate(paths) if i != first], sizes)
         return Plan("sharded", [first] + [i for i in natural if i != first], header_bytes)
     heads = _heads(fs, paths, sizes, infos)
+    packed = [i for i, head in enumerate(heads) if is_gzip(head)]
+    heads = [gunzip_prefix(h, HEADER_SIZE, p) if i in packed else h for i, (h, p) in enumerate(zip(heads, paths))]
     kinds = [_kind(head, path) for head, path in zip(heads, paths)]
+    if packed and layout == "sharded":
+        raise ValueError(
+            f"layout='sharded': {paths[packed[0]]!r} is gzip-compressed; a global header's shards must be "
+            "uncompressed (a compressed file is read whole: layout='files')"
+        )
     if layout == "sharded":
         return _stated_sharded(paths, sizes, kinds, one_glob)
-    if layout is None and header_bytes is None:
+    if layout is None and header_bytes is None and not packed:  # a compressed object is a complete file
         lone = [i for i, k in enumerate(kinds) if sizes[i] == HEADER_SIZE and _is_header(k) and not k.nb_streamlines]
         lone = lone if one_glob or 0 in lone else []  # a list says its order: the header first
         if lone:  # more than one: the others are empty shards, or it is not sharded (checked below)

@@ -38,6 +38,7 @@ from ..fs.prefetch import PrefetchFileSystem
 from .partitions import Opener, Partition, read_partition
 from .planning import MixedDataWarning, file_partitions, plan_layout, sharded_partitions  # noqa: F401 (re-exported)
 from ..formats import StreamlineChunk, TractogramHeader, detect_format
+from ..formats.compression import gunzip_prefix, is_gzip
 from ..formats.tck import MAGIC as TCK_MAGIC
 from ..formats.tck import MAX_HEADER, read_tck_header, tck_byte_ranges
 from ..formats.trk import parse_trk_header
@@ -298,23 +299,22 @@ def read_tractogram(
     plan = plan_layout(fs, expanded, sizes, infos, layout, header_bytes, one_glob=len(path_list) == 1)
     order = plan.order
     expanded, sizes, infos = [expanded[i] for i in order], [sizes[i] for i in order], [infos[i] for i in order]
-    probe = fs.cat_file(expanded[0], start=0, end=min(sizes[0], _PROBE_BYTES))
-    if probe.startswith(TCK_MAGIC) and sizes[0] > len(probe):
-        probe = fs.cat_file(expanded[0], start=0, end=min(sizes[0], MAX_HEADER))
+    probe, packed = _probe(fs, expanded[0], sizes[0])
     fmt = detect_format(probe, expanded[0])
+    size = None if packed else sizes[0]  # of a compressed file: unknown until it is read
     if plan.kind == "sharded":
         header, parts = sharded_partitions(expanded, sizes, probe, plan, npartitions)
     elif len(expanded) > 1:
-        header = _header(fmt, probe, expanded[0], sizes[0])
+        header = _header(fmt, probe, expanded[0], size)
         header = replace(header, nb_streamlines=None)  # the first file's count is not the whole's
         parts = file_partitions(expanded, sizes, [plan.data[i] for i in order], npartitions)
-    elif fmt == "tck":
-        header = _header(fmt, probe, expanded[0], sizes[0])
+    elif fmt == "tck" and not packed:  # a gzip stream has no random access: one partition
+        header = _header(fmt, probe, expanded[0], size)
         n = npartitions or max(1, math.ceil(sizes[0] / TCK_PARTITION_BYTES))
         ranges = tck_byte_ranges(header, sizes[0], n)
         parts = [Partition("tck-range", (expanded[0],), start=a, stop=b, nbytes=b - a) for a, b in ranges]
     else:
-        header = _header(fmt, probe, expanded[0], sizes[0])
+        header = _header(fmt, probe, expanded[0], size)
         parts = [Partition("files", (expanded[0],), nbytes=sizes[0])]
     if opener.fs is not None:  # tasks open the very versions seen now, without a HEAD each
         version = opener.fs.source.version  # (S3: ETag and VersionId; other stores: their version token)
@@ -379,8 +379,21 @@ def _infos(fs: Any, paths: list[str]) -> list[dict]:
     return infos
 
 
-def _header(fmt: str, probe: bytes, name: str, size: int) -> TractogramHeader:
-    """The header of a ``size``-byte file from its first bytes, ``probe``."""
+def _probe(fs: Any, path: str, size: int) -> tuple[bytes, bool]:
+    """The first bytes of ``path`` (decompressed if gzip-compressed: enough for its header), and whether it is."""
+    probe = fs.cat_file(path, start=0, end=min(size, _PROBE_BYTES))
+    if is_gzip(probe):
+        text = gunzip_prefix(probe, MAX_HEADER, path)
+        if text.startswith(TCK_MAGIC) and b"\nEND\n" not in text and size > len(probe):  # a long TCK header
+            text = gunzip_prefix(fs.cat_file(path, start=0, end=min(size, MAX_HEADER)), MAX_HEADER, path)
+        return text, True
+    if probe.startswith(TCK_MAGIC) and size > len(probe):
+        probe = fs.cat_file(path, start=0, end=min(size, MAX_HEADER))
+    return probe, False
+
+
+def _header(fmt: str, probe: bytes, name: str, size: int | None) -> TractogramHeader:
+    """The header of a ``size``-byte file (None: unknown) from its first bytes, ``probe``."""
     if fmt == "trk":
         return parse_trk_header(probe, name)
     return read_tck_header(io.BytesIO(probe), name, size=size)
