@@ -78,3 +78,16 @@ def test_every_setting_is_documented_in_the_readme():
     keys = yaml.safe_load((root / "dask_prefetch" / "dask-prefetch.yaml").read_text())["dask-prefetch"]
     readme = (root / "README.md").read_text()
     assert [key for key in keys if f"| `{key}` |" not in readme] == []
+
+
+def test_the_engine_gets_its_timeouts_from_open_resolved_once(fs, raw_fs, tiers):
+    (path,) = put_shards(raw_fs, [100_000])
+    with dask.config.set({"dask-prefetch.stall-timeout": "7s", "dask-prefetch.straggler-factor": 0}):
+        f = fs.open(path, prefetch_storage=tiers(1))
+    with f:  # read after the settings changed back: the values of the open stay
+        assert f._engine.stall_timeout == 7.0 and f._engine._stragglers.factor == 0.0
+        assert f.read() == raw_fs.cat(path)
+    for value, exc in [("fast", TypeError), (-1, ValueError), (float("nan"), ValueError)]:
+        with dask.config.set({"dask-prefetch.straggler-factor": value}):
+            with pytest.raises(exc, match="dask-prefetch.straggler-factor"):
+                fs.open(path, prefetch_storage=tiers(1))

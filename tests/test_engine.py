@@ -13,6 +13,9 @@ from dask_prefetch.engine.rolling import opening_limit
 from dask_prefetch.cache.tiers import disk_bytes
 
 
+TIMEOUTS = {"stall_timeout": 30.0, "straggler_factor": 4.0}  # what open() hands down by default
+
+
 def block_files(tier_dir: str) -> set[int]:
     """Indices of complete block files under a tier (any scratch directory)."""
     out = set()
@@ -110,10 +113,10 @@ def test_files_sharing_tiers_get_fair_shares_and_a_waiting_reader_is_served(fs, 
     paths = put_shards(raw_fs, [2 * MiB, 2 * MiB])
     shared = TierSet(tiers(0.5))
     layouts = [Layout.from_objects(sync(fs.loop, fs._pin_objects, [p]), 0, 64 * 1024, 32 * 1024) for p in paths]
-    first = PrefetchEngine(fs, layouts[0], shared, concurrency=4, retries=3, read_timeout=10)
+    first = PrefetchEngine(fs, layouts[0], shared, concurrency=4, retries=3, read_timeout=10, **TIMEOUTS)
     try:
         wait_until(lambda: len(first.held_blocks()) == 8)  # alone, it fills the whole budget ahead of its reader
-        second = PrefetchEngine(fs, layouts[1], shared, concurrency=4, retries=3, read_timeout=10)
+        second = PrefetchEngine(fs, layouts[1], shared, concurrency=4, retries=3, read_timeout=10, **TIMEOUTS)
         try:
             _, fd, _ = second.view(0, 0)  # served although nobody reads the first file
             os.close(fd)
@@ -211,12 +214,12 @@ def test_a_file_opened_ahead_never_starves_a_readers_cursor_block(fs, raw_fs, ti
     shared = TierSet(tiers(1))  # exactly one block: the smallest legal budget
     token = opening_limit.set(64 * MiB)  # as the worker opens the next task's stream ahead
     try:
-        ahead = PrefetchEngine(fs, layout(ahead_paths), shared, concurrency=4, retries=3, read_timeout=5)
+        ahead = PrefetchEngine(fs, layout(ahead_paths), shared, concurrency=4, retries=3, read_timeout=5, **TIMEOUTS)
     finally:
         opening_limit.reset(token)
     try:
         wait_until(lambda: ahead.held_blocks() == [0] and ahead.in_flight == 0)  # its header, one page
-        reader = PrefetchEngine(fs, layout(read_paths), shared, concurrency=4, retries=3, read_timeout=5)
+        reader = PrefetchEngine(fs, layout(read_paths), shared, concurrency=4, retries=3, read_timeout=5, **TIMEOUTS)
         try:
             expected = logical_bytes(raw_fs, read_paths, 1000)
             assert read_through(reader) == expected  # block by block: each takes the whole budget
@@ -265,7 +268,7 @@ def test_close_wakes_a_reader_waiting_for_room_in_shared_tiers(fs, raw_fs, tiers
 
     def engine(paths: list[str]) -> PrefetchEngine:
         layout = Layout.from_objects(sync(fs.loop, fs._pin_objects, paths), 0, MiB, 256 * 1024)
-        return PrefetchEngine(fs, layout, shared, concurrency=4, retries=3, read_timeout=30)
+        return PrefetchEngine(fs, layout, shared, concurrency=4, retries=3, read_timeout=30, **TIMEOUTS)
 
     shared = TierSet(tiers(1))  # one block: held by the first reader
     holder = engine(put_shards(raw_fs, [2 * MiB], prefix="holder"))

@@ -96,7 +96,7 @@ ALLOWED = {
     "config": {"checks", "formats"},  # hands the compiled-parsers switch to the kernels
     "sources": set(),
     "cache": {"checks", "config"},
-    "engine": {"sources", "cache", "checks", "config"},  # no file format, no filesystem
+    "engine": {"sources", "cache"},  # no file format, no filesystem, no configuration (handed down)
     "fs": {"engine", "sources", "cache", "checks", "config"},
     "tractography": {"formats", "fs", "engine", "sources", "cache", "checks", "config"},
     "cluster": {"tractography", "formats", "fs", "engine", "sources", "cache", "checks", "config"},

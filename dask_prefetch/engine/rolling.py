@@ -26,7 +26,6 @@ from typing import Any, Callable
 
 from s3fs.utils import FileExpired
 
-from .. import config
 from .blockfiles import NO_SPACE, BlockFiles, Slot
 from .fetch import fetch_part
 from .layout import Block, Layout
@@ -65,10 +64,14 @@ class PrefetchEngine:
     start
         The block the reader starts at.
     stall_timeout
-        Seconds without a byte after which a GET is resumed (None: ``dask-prefetch.stall-timeout``).
+        Seconds without a byte after which a GET is resumed.
     straggler_factor
-        Re-issue a GET once it has run this many times the median GET (0: never; None:
-        ``dask-prefetch.straggler-factor``).
+        Re-issue a GET once it has run this many times the median GET (0: never).
+
+    Notes
+    -----
+    The engine reads no configuration: the filesystems resolve ``dask-prefetch.*`` once per
+    ``open`` and hand every setting down.
     """
 
     def __init__(
@@ -80,15 +83,15 @@ class PrefetchEngine:
         retries: int,
         read_timeout: float,
         start: int = 0,
-        stall_timeout: float | None = None,
-        straggler_factor: float | None = None,
+        *,
+        stall_timeout: float,
+        straggler_factor: float,
     ) -> None:
         self.window = Window([disk_bytes(b.length) for b in layout.blocks], [len(b.parts) for b in layout.blocks], concurrency)
-        self.stall_timeout = config.get_seconds("stall-timeout", stall_timeout)
-        if not self.stall_timeout > 0:
-            raise ValueError(f"stall-timeout must be > 0 seconds, got {self.stall_timeout}")
-        factor = float(config.get("straggler-factor") if straggler_factor is None else straggler_factor)
-        self._stragglers = StragglerWatch(factor, max_active=max(1, concurrency // 4))
+        if not stall_timeout > 0:
+            raise ValueError(f"stall_timeout must be > 0 seconds, got {stall_timeout}")
+        self.stall_timeout = float(stall_timeout)
+        self._stragglers = StragglerWatch(float(straggler_factor), max_active=max(1, concurrency // 4))
         self._last_error: BaseException | None = None  # of a GET that was resumed (for timeout messages)
         self.source = source if isinstance(source, RangeSource) else source_for(source)
         self.layout = layout

@@ -214,6 +214,8 @@ class PrefetchOpening:
             retries=settings.retries,
             read_timeout=settings.read_timeout,
             start=layout.block_at(offset),
+            stall_timeout=settings.stall_timeout,
+            straggler_factor=settings.straggler_factor,
         )
         if worker_plugin is not None:
             worker_plugin.track(engine)
@@ -241,6 +243,8 @@ class _Settings:
     concurrency: int
     retries: int
     read_timeout: float
+    stall_timeout: float  # seconds without a byte before a GET is resumed
+    straggler_factor: float  # re-issue a GET after this many times the median GET (0: never)
     storage: list[tuple[str, float]] | None  # None: the worker's tiers or the default ones
 
     @classmethod
@@ -267,8 +271,21 @@ class _Settings:
             concurrency=config.get_int("concurrency", concurrency, "concurrency", minimum=1),
             retries=config.get_int("retries", minimum=1),
             read_timeout=config.get_seconds("read-timeout", read_timeout, "read_timeout"),
+            stall_timeout=config.get_seconds("stall-timeout"),
+            straggler_factor=_straggler_factor(config.get("straggler-factor")),
             storage=None if prefetch_storage is None else checks.check_storage(prefetch_storage),
         )
+
+
+def _straggler_factor(value: Any) -> float:
+    """The configured ``dask-prefetch.straggler-factor``: a number >= 0 (0: never re-issue)."""
+    try:
+        factor = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"dask-prefetch.straggler-factor must be a number, got {checks.describe(value)}") from None
+    if not factor >= 0:  # NaN too
+        raise ValueError(f"dask-prefetch.straggler-factor must be >= 0 (0: never), got {value!r}")
+    return factor
 
 
 def _size(nbytes: int) -> str:
