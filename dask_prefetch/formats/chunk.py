@@ -103,6 +103,19 @@ class StreamlineChunk:
     def __len__(self) -> int:
         return len(self.lengths)
 
+    def head(self, n: int) -> "StreamlineChunk":
+        """The first ``n`` streamlines (all of them when there are fewer), with their values."""
+        if n >= len(self.lengths):
+            return self
+        n = max(0, n)
+        points = int(self.lengths[:n].sum())
+        return StreamlineChunk(
+            self.points[:points],
+            self.lengths[:n],
+            None if self.scalars is None else self.scalars[:points],
+            None if self.properties is None else self.properties[:n],
+        )
+
     @property
     def offsets(self) -> np.ndarray:
         """Index of each streamline's first point in ``points``."""

@@ -11,7 +11,7 @@ function (see ``cluster/tasks.py``).
 from __future__ import annotations
 
 import builtins
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Sequence
 
 import numpy as np
@@ -29,8 +29,9 @@ class Partition:
 
     ``kind`` is ``"bodies"`` (``paths[0]`` a global header, the rest read from ``header_bytes``),
     ``"files"`` (complete files read one after the other, each by its own header; files of one
-    partition carry the same named data) or ``"tck-range"`` (data bytes ``[start, stop)`` of one
-    TCK file).
+    partition carry the same named data), ``"tck-range"`` (data bytes ``[start, stop)`` of one
+    TCK file) or ``"trk-range"`` (the records in bytes ``[start, stop)`` of one TRK file: ``start``
+    a candidate record start, and the records must end exactly at ``stop``).
     """
 
     kind: str
@@ -45,6 +46,7 @@ class Partition:
     # "bodies" whose shards were detected by their own headers: the n_count each of those claims (0: none),
     # checked against what the shard holds (a shard holding more than it claims is not read as nibabel would)
     shard_counts: tuple[int, ...] = ()
+    last: bool = True  # "trk-range": the range ends at the end of the file (else at a cut)
 
     def first_stream(self) -> tuple[tuple[str, ...], int, int, list[dict] | None]:
         """``(paths, header_bytes, offset, pinned)`` of the first stream the task opens.
@@ -154,6 +156,24 @@ def read_partition(
                     chunks.append(reader.read_all())
                 else:
                     chunks.extend(reader)
+    elif part.kind == "trk-range":  # records from a candidate start; they must end exactly at ``stop``
+        with opener.open(*part.first_stream()) as f:
+            body = replace(header, data_offset=part.start)  # offsets in messages are the file's
+            reader = TrkReader(f, part.paths[0], header=body, ignore_count=True, stop=part.stop - part.start,
+                               chunk_bytes=chunk_bytes)
+            try:
+                chunks.append(reader.read_all())
+            except CorruptTractogramError as e:
+                if not part.last:
+                    raise CorruptTractogramError(
+                        part.paths[0],
+                        e.offset,
+                        f"{e.problem}; the records read from byte {part.start} do not end at byte {part.stop}, "
+                        "where the next partition was cut: that cut fell inside a streamline whose bytes look "
+                        "like records, or the file is damaged there. Read it with another npartitions (1: "
+                        "no cut)",
+                    ) from None
+                raise
     else:  # one byte range of one TCK file, whose header was parsed when the graph was built
         with opener.open(*part.first_stream()) as f:
             reader = TckReader(

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import io
 import math
+import operator
 from dataclasses import replace
 from typing import Any, Callable, Mapping, Sequence
 
@@ -36,6 +37,7 @@ from ..checks import describe
 from ..fs.s3 import S3PrefetchFileSystem, check_paths, check_unique
 from ..fs.prefetch import PrefetchFileSystem
 from .partitions import Opener, Partition, read_partition
+from .splitting import trk_cuts
 from .planning import MixedDataWarning, file_partitions, plan_layout, sharded_partitions  # noqa: F401 (re-exported)
 from ..formats import StreamlineChunk, TractogramHeader, detect_format
 from ..formats.compression import gunzip_prefix, is_gzip
@@ -43,6 +45,8 @@ from ..formats.tck import MAGIC as TCK_MAGIC
 from ..formats.tck import MAX_HEADER, read_tck_header, tck_byte_ranges
 from ..formats.trk import parse_trk_header
 
+#: One partition per started 256 MiB of a single TRK file by default (as for TCK).
+TRK_PARTITION_BYTES = 256 * 2**20
 _PROBE_BYTES = 64 * 1024  # enough for any TRK header and ordinary TCK headers
 _PROTOCOLS = {None: "file", "local": "file", "s3a": "s3"}  # spellings of one store
 LAYOUTS = ("files", "sharded")
@@ -94,6 +98,8 @@ class Tractogram:
                 dask.delayed(read_partition, pure=True)(p, opener, header, chunk_bytes, dask_key_name=(name, i))
                 for i, p in enumerate(partitions)
             ]
+            if any(p.kind == "trk-range" for p in partitions):
+                parts = _proven_in_order(parts, header.nb_streamlines, token)
         self._parts = parts
 
     def __repr__(self) -> str:
@@ -170,6 +176,29 @@ class Tractogram:
         ]
         empty = tuple(0 if np.isnan(n) else n for n in shape)
         return da.concatenate(arrays, axis=0) if arrays else da.empty(empty, dtype=dtype)
+
+
+def _proven_in_order(reads: list[Any], claimed: int | None, token: str) -> list[Any]:
+    """Each range's streamlines, released only once every range before it has been read.
+
+    A range of a split TRK file starts at a candidate record start, and its reader raises unless
+    its records end exactly where the next range starts. So once ranges ``0..i-1`` have been read
+    (the first starts at the header's end), range ``i`` starts on the file's own chain of records:
+    its streamlines are the file's, and none is released before (computing range ``i`` alone reads
+    the ones before it). The streamline counts of the ranges before also apply the header's
+    ``n_count`` as nibabel does: no streamline past the ``n_count``-th.
+    """
+    out, before = [], 0
+    for i, read in enumerate(reads):
+        out.append(dask.delayed(_after_ranges_before, pure=True)(read, before, claimed, dask_key_name=(f"proven-{token}", i)))
+        count = dask.delayed(len, pure=True)(read, dask_key_name=(f"count-{token}", i))
+        before = dask.delayed(operator.add, pure=True)(before, count, dask_key_name=(f"before-{token}", i + 1))
+    return out
+
+
+def _after_ranges_before(chunk: StreamlineChunk, before: int, claimed: int | None) -> StreamlineChunk:
+    """``chunk``, now that the ``before`` streamlines of the ranges before it are read; cut at ``claimed``."""
+    return chunk if not claimed else chunk.head(claimed - before)
 
 
 def _field(chunk: StreamlineChunk, name: str) -> np.ndarray:
@@ -313,9 +342,17 @@ def read_tractogram(
         n = npartitions or max(1, math.ceil(sizes[0] / TCK_PARTITION_BYTES))
         ranges = tck_byte_ranges(header, sizes[0], n)
         parts = [Partition("tck-range", (expanded[0],), start=a, stop=b, nbytes=b - a) for a, b in ranges]
-    else:
+    else:  # one TRK file: cut at candidate record starts, proven as the ranges are read
         header = _header(fmt, probe, expanded[0], size)
-        parts = [Partition("files", (expanded[0],), nbytes=sizes[0])]
+        n = 1 if packed else npartitions or max(1, math.ceil(sizes[0] / TRK_PARTITION_BYTES))
+        cuts = trk_cuts(fs, expanded[0], header, sizes[0], n) if n > 1 else []
+        if len(cuts) > 2:
+            parts = [
+                Partition("trk-range", (expanded[0],), start=a, stop=b, nbytes=b - a, last=b == sizes[0])
+                for a, b in zip(cuts, cuts[1:])
+            ]
+        else:
+            parts = [Partition("files", (expanded[0],), nbytes=sizes[0])]
     if opener.fs is not None:  # tasks open the very versions seen now, without a HEAD each
         version = opener.fs.source.version  # (S3: ETag and VersionId; other stores: their version token)
         pin_of = {path: (path, int(i["size"]), *version(i)) for path, i in zip(expanded, infos)}
