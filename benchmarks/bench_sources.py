@@ -106,7 +106,8 @@ def main(argv: list[str] | None = None) -> dict:
         wan = {**direct, "endpoint_url": proxy.endpoint_url}
         paths, total = upload(s3fs.S3FileSystem(**direct, skip_instance_cache=True), args.shards, shard_bytes)
         server_pid = server._proc.pid if isinstance(server, S3rverServer) else server.pid
-        processes = {"reader": psutil.Process(), "server": psutil.Process(server_pid), "proxy": psutil.Process(proxy.pid)}
+        processes = {"reader": psutil.Process(), "server": psutil.Process(server_pid)}
+        processes["proxy"] = psutil.Process(proxy.pid)
         print(f"{len(paths) - 1} shards x {args.shard_mib:g} MiB = {total / MiB:.0f} MiB; WAN: "
               f"{args.latency * 1000:g} ms first byte, {args.bandwidth_mib:g} MiB/s per connection; "
               f"{os.cpu_count()} CPUs; load {_load()}")

@@ -16,6 +16,7 @@ from dask_prefetch import S3PrefetchFileSystem
 from dask_prefetch.sources import ObjectVersion
 from dask_prefetch.sources.errors import retryable
 from dask_prefetch.sources.s3 import S3Source
+from dask_prefetch.testing import FaultProxy
 
 pytest.importorskip("obstore")
 from dask_prefetch.sources.obstore import ObstoreBody, ObstoreSource, store_options  # noqa: E402
@@ -105,6 +106,31 @@ def test_a_prefix_is_not_a_file(ofs, raw_fs, tiers):
         ofs.open(f"{BUCKET}/dir", prefetch_storage=tiers(1))
 
 
+def test_a_server_that_ignores_range_is_asked_again(s3_server, storage_options, raw_fs, tiers):
+    """A 200 with the whole object to a ranged GET is asked again, never written; one asked whole is accepted."""
+    paths = put_shards(raw_fs, [2 * MiB, MiB + 12345])
+    small = dict(block_size=256 * 1024, part_size=64 * 1024, prefetch_storage=tiers(1))
+    with FaultProxy(s3_server.endpoint_url, {"norange": 0.3}, seed=1) as proxy:
+        fs = S3PrefetchFileSystem(**{**storage_options, "endpoint_url": proxy.endpoint_url}, s3_client="obstore",
+                                  skip_instance_cache=True)
+        settings = {"dask-prefetch.straggler-factor": 0, "dask-prefetch.retries": 10}  # 0.3 ** 10: never 10 in a row
+        with dask.config.set(settings), fs.open(paths, header_bytes=1000, **small) as f:
+            data = f.read()
+            resumed = f.engine.stats.gets_resumed
+        injected = proxy.counts()["norange"]
+    assert data == raw_fs.cat(paths[0]) + raw_fs.cat(paths[1])[1000:]
+    assert injected >= 3 and resumed == injected  # each answered again
+    with FaultProxy(s3_server.endpoint_url, {"norange": 1.0}) as proxy:
+        fs = S3PrefetchFileSystem(**{**storage_options, "endpoint_url": proxy.endpoint_url}, s3_client="obstore",
+                                  skip_instance_cache=True)
+        with dask.config.set({"dask-prefetch.retries": 2}), fs.open(paths[0], **small) as f:
+            with pytest.raises(OSError, match=r"failed 2 times; last error: .*did not honour the Range request"):
+                f.read()
+        (whole,) = put_shards(raw_fs, [50_000], prefix="whole")  # one part: bytes 0-49999 of 50000
+        with fs.open(whole, **small) as f:
+            assert f.read() == raw_fs.cat(whole) and f.engine.stats.gets_resumed == 0
+
+
 def test_a_server_that_is_gone_gives_a_retryable_error_naming_the_object(storage_options):
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
@@ -147,8 +173,9 @@ def test_the_client_is_chosen_by_argument_or_setting_and_survives_pickling(stora
     assert type(pickle.loads(pickle.dumps(chosen)).source) is ObstoreSource  # on a worker too
     with pytest.raises(ValueError, match="s3_client must be one of 'aiobotocore', 'obstore', got 'boto3'"):
         S3PrefetchFileSystem(**storage_options, s3_client="boto3", skip_instance_cache=True)
-    with dask.config.set({"dask-prefetch.s3-client": "rust"}), pytest.raises(ValueError, match="dask-prefetch.s3-client"):
-        S3PrefetchFileSystem(**storage_options, skip_instance_cache=True)
+    with dask.config.set({"dask-prefetch.s3-client": "rust"}):
+        with pytest.raises(ValueError, match="dask-prefetch.s3-client"):
+            S3PrefetchFileSystem(**storage_options, skip_instance_cache=True)
 
 
 def test_without_obstore_the_error_says_what_to_install(storage_options, monkeypatch):

@@ -13,7 +13,9 @@ object's size and ETag the pinned ones (a server that ignores ``If-Match``, or a
 gives ``FileExpired``), so bytes of two versions are never mixed.
 
 obstore's exceptions carry no HTTP status: the status is read from their message, here and
-nowhere else (:func:`translate`), and mapped onto the vocabulary of :mod:`.errors`.
+nowhere else (:func:`translate`), and mapped onto the vocabulary of :mod:`.errors`; a ``200``
+with the whole object to a ranged GET (which obstore refuses) is a :class:`~.errors.RangeNotHonouredError`,
+asked again by the engine.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from typing import Any
 from s3fs.utils import FileExpired
 
 from .base import ObjectVersion, RangeSource
-from .errors import RETRYABLE_STATUSES
+from .errors import RETRYABLE_STATUSES, RangeNotHonouredError
 
 #: What ``pip`` installs for this source.
 INSTALL_HINT = "pip install 'dask-prefetch[obstore]'"
@@ -41,6 +43,8 @@ DEFAULT_ATTEMPTS = 5
 REQUEST_DEADLINE = timedelta(hours=1)
 
 _STATUS = re.compile(r"status code: (\d{3})")
+#: What obstore says when a ranged GET is answered with 200 and the whole object (a server that ignores Range).
+_NOT_PARTIAL = "non-partial response"
 _THROTTLED = frozenset({429, 503})
 
 
@@ -112,7 +116,9 @@ class ObstoreSource(RangeSource):
     async def open_range(self, shard: ObjectVersion, start: int, stop: int) -> ObstoreBody:
         """Send the GET of object bytes ``start:stop`` and return its body, checked against the pinned version."""
         bucket, key, _ = self.fs.split_path(shard.path)
-        options: dict[str, Any] = {"range": (start, stop)}
+        options: dict[str, Any] = {}
+        if (start, stop) != (0, shard.size):  # the whole object is asked without Range: a 200 is then its answer
+            options["range"] = (start, stop)
         if shard.etag:
             options["if_match"] = shard.etag
         if shard.version_id:
@@ -124,6 +130,11 @@ class ObstoreSource(RangeSource):
         except Exception as e:
             if status_of(e) == 416:  # a range inside the pinned size: the object is shorter now
                 raise FileExpired(shard.path, shard.etag) from e
+            if _NOT_PARTIAL in str(e):  # asked again by the engine, like a broken body
+                raise RangeNotHonouredError(
+                    f"{shard.path}: asked for bytes {start}-{stop - 1}, the server answered with the whole object: "
+                    f"it did not honour the Range request (a proxy or server that ignores Range?) ({_first_line(e)})"
+                ) from e
             raise translate(e, f"{shard.path}: GET bytes {start}-{stop - 1} failed") from e
         meta = result.meta
         if shard.etag and meta.get("e_tag") not in (None, shard.etag):
