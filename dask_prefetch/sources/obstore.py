@@ -39,6 +39,8 @@ PIECE_BYTES = 1 << 20
 #: Defaults when the filesystem's ``config_kwargs`` do not say (those of botocore as S3PrefetchFileSystem sets it).
 DEFAULT_TIMEOUT_SECONDS = 30.0
 DEFAULT_ATTEMPTS = 5
+#: obstore's backoff between attempts: from 0.1 s, doubling, at most 15 s (s3fs's cap on its own retries).
+BACKOFF = {"init_backoff": timedelta(seconds=0.1), "max_backoff": timedelta(seconds=15), "base": 2}
 #: Longest one GET (request and whole body) may take; stalls are caught sooner, per piece, by the engine.
 REQUEST_DEADLINE = timedelta(hours=1)
 
@@ -67,7 +69,8 @@ class ObstoreSource(RangeSource):
         ``key``/``secret``/``token`` (else the credentials botocore would find: environment,
         profile, instance role), ``anon``, region (``client_kwargs["region_name"]``, else
         ``AWS_REGION`` / ``AWS_DEFAULT_REGION``), ``requester_pays``, and botocore's
-        ``read_timeout``, ``connect_timeout`` and ``retries["max_attempts"]`` from ``config_kwargs``.
+        ``read_timeout``, ``connect_timeout`` and ``retries["max_attempts"]`` from ``config_kwargs``
+        with s3fs's own ``retries`` on top (attempts stack as on the aiobotocore path).
         Its event loop runs the source's coroutines.
 
     Raises
@@ -77,8 +80,9 @@ class ObstoreSource(RangeSource):
 
     Notes
     -----
-    obstore retries throttling, server errors and broken connections itself (``max_attempts - 1``
-    retries with backoff); what reaches the engine after that is final for a request, and a body
+    obstore retries throttling, server errors and broken connections itself (``max_attempts`` ×
+    ``fs.retries`` attempts in all, backoff from 0.1 s doubling to 15 s, for at most three times the
+    read timeout); what reaches the engine after that is final for a request, and a body
     that breaks is resumed by the engine. :attr:`last_retried_error` stays None: obstore does not
     tell which errors it retried.
     """
@@ -223,7 +227,12 @@ def store_options(fs: Any) -> dict[str, Any]:
         "timeout": REQUEST_DEADLINE,
     }
     attempts = int((config_kwargs.get("retries") or {}).get("max_attempts", DEFAULT_ATTEMPTS))
-    options["retry_config"] = {"max_retries": max(0, attempts - 1), "retry_timeout": timedelta(seconds=3 * timeout)}
+    attempts *= max(1, int(getattr(fs, "retries", 1)))  # botocore's attempts, each retried by s3fs
+    options["retry_config"] = {
+        "max_retries": max(0, attempts - 1),
+        "retry_timeout": timedelta(seconds=3 * timeout),
+        "backoff": BACKOFF,
+    }
     return options
 
 
