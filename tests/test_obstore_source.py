@@ -71,6 +71,18 @@ def test_object_replaced_mid_read_raises_file_expired(ofs, raw_fs, tiers):
     assert bytes(read) == random_bytes(MiB)[: len(read)] and len(read) < MiB  # never a byte of the new version
 
 
+def test_info_pinned_by_s3fs_is_honoured(ofs, raw_fs, tiers):
+    """What a read_tractogram graph carries (s3fs's info, quoted ETag) pins obstore's GETs as it pins aiobotocore's."""
+    (path,) = put_shards(raw_fs, [100_000])
+    info = {k: v for k, v in raw_fs.info(path, refresh=True).items() if k in ("name", "size", "ETag")}
+    assert ofs.source.version(sync(ofs.source.loop, ofs.source.info, path)) == (info["ETag"], None)
+    with ofs.open(path, prefetch_storage=tiers(1), pinned=[info]) as f:
+        assert f.read() == raw_fs.cat(path)
+    raw_fs.pipe(path, b"x" * 100_000)  # same size, new content: only the pinned ETag can tell
+    with pytest.raises(FileExpired, match=path), ofs.open(path, prefetch_storage=tiers(1), pinned=[info]) as f:
+        f.read()
+
+
 def test_a_get_of_another_version_or_size_is_refused(ofs, raw_fs):
     """412 to If-Match; a range past the end of a shorter object (416); a short range when it shrank."""
     (path,) = put_shards(raw_fs, [100_000])
