@@ -1,7 +1,7 @@
 """The contract suite (``dask_prefetch.testing.contract``) against every source and both filesystems.
 
-Each store is real: moto's S3 server on loopback (through s3fs, and read anonymously over plain
-HTTP), the local disk, fsspec's memory filesystem. Objects are put and listed with the store's
+Each store is real: moto's S3 server on loopback (through s3fs's aiobotocore client and through
+obstore, and read anonymously over plain HTTP), the local disk, fsspec's memory filesystem. Objects are put and listed with the store's
 own client, never through the filesystem under test.
 """
 
@@ -34,9 +34,13 @@ def local_snapshot(root: str):
 
 
 class TestS3PrefetchFileSystem(PrefetchFileSystemContract):
-    @pytest.fixture
-    def store(self, storage_options, raw_fs, tiers):
-        fs = S3PrefetchFileSystem(**storage_options, skip_instance_cache=True)
+    """Both S3 clients: s3fs's aiobotocore (the default) and obstore (the ``[obstore]`` extra)."""
+
+    @pytest.fixture(params=["aiobotocore", "obstore"])
+    def store(self, request, storage_options, raw_fs, tiers):
+        if request.param == "obstore":
+            pytest.importorskip("obstore")
+        fs = S3PrefetchFileSystem(**storage_options, s3_client=request.param, skip_instance_cache=True)
         return ContractStore(fs, raw_fs.pipe_file, s3_snapshot(raw_fs), BUCKET, tiers(1))
 
 

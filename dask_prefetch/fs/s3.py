@@ -11,8 +11,7 @@ from fsspec.core import split_protocol
 from .. import config
 from .opening import PrefetchOpening, check_mode, check_paths, check_unique
 from .readonly import allow_only_reading, check_operation, check_url_method
-from ..sources import RangeSource
-from ..sources.s3 import S3Source
+from ..sources import RangeSource, source_for
 
 __all__ = ["S3PrefetchFileSystem", "check_paths", "check_unique", "s3_client_defaults"]
 
@@ -43,7 +42,25 @@ class S3PrefetchFileSystem(PrefetchOpening, s3fs.S3FileSystem):
     :data:`dask_prefetch.fs.readonly.READING_METHODS` raises ``PermissionError`` (including any a
     later s3fs adds), ``call_s3`` sends only read operations and ``url`` signs only reads.
     It is :class:`~dask_prefetch.PrefetchFileSystem`'s S3 case, with s3fs's constructor:
-    its files read through an :class:`~dask_prefetch.sources.s3.S3Source` on its own client.
+    its files read through an :class:`~dask_prefetch.sources.s3.S3Source` on its own client,
+    or, with ``s3_client="obstore"``, an :class:`~dask_prefetch.sources.obstore.ObstoreSource`
+    built from the same settings (``pip install 'dask-prefetch[obstore]'``).
+
+    Parameters
+    ----------
+    s3_client
+        ``"aiobotocore"`` or ``"obstore"``: the client ranged GETs go through (None:
+        ``dask-prefetch.s3-client``, ``"aiobotocore"`` by default). Listings and metadata calls
+        (``ls``, ``info``, ...) always go through s3fs. Kept when pickled.
+    *args, **kwargs
+        As for :class:`s3fs.S3FileSystem`.
+
+    Raises
+    ------
+    TypeError, ValueError
+        For an ``s3_client`` that is not one of those names.
+    ImportError
+        For ``"obstore"`` without obstore installed.
 
     The S3 connection pool is raised to 64 connections (``config_kwargs["max_pool_connections"]``)
     unless given, so that several prefetching files are not capped at botocore's default of 10.
@@ -57,11 +74,12 @@ class S3PrefetchFileSystem(PrefetchOpening, s3fs.S3FileSystem):
     ...     header = f.read(1000)  # doctest: +SKIP
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, s3_client: str | None = None, **kwargs: Any) -> None:
         kwargs.setdefault("default_cache_type", "none")
         kwargs.setdefault("default_fill_cache", False)
         super().__init__(*args, **s3_client_defaults(kwargs))
-        self.source = S3Source(self)
+        name = "s3_client" if s3_client is not None else "dask-prefetch.s3-client"
+        self.source = source_for(self, config.get("s3-client") if s3_client is None else s3_client, name)
 
     @property
     def last_retried_error(self) -> str | None:
