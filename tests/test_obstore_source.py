@@ -196,3 +196,17 @@ def test_without_obstore_the_error_says_what_to_install(storage_options, monkeyp
     with pytest.raises(ImportError, match=r"pip install 'dask-prefetch\[obstore\]'"):
         S3PrefetchFileSystem(**storage_options, s3_client="obstore", skip_instance_cache=True)
 
+
+
+def test_the_prefetch_protocol_over_s3_follows_the_s3_client_setting(storage_options, raw_fs):
+    import dask
+    import fsspec
+
+    from dask_prefetch.sources.obstore import ObstoreSource
+
+    raw_fs.pipe(f"{BUCKET}/k", b"payload")
+    with dask.config.set({"dask-prefetch.s3-client": "obstore"}):
+        fs = fsspec.filesystem("prefetch", target_protocol="s3", target_options=storage_options)
+        assert isinstance(fs.source, ObstoreSource)
+        with fs.open(f"{BUCKET}/k") as f:
+            assert f.read() == b"payload"

@@ -23,7 +23,7 @@ from fsspec import filesystem, get_filesystem_class
 from fsspec.implementations.chained import ChainedFileSystem
 from fsspec.spec import AbstractFileSystem
 
-from .. import checks
+from .. import checks, config
 from .s3 import s3_client_defaults
 from .opening import PrefetchOpening
 from .readonly import allow_only_reading
@@ -102,7 +102,7 @@ class PrefetchFileSystem(PrefetchOpening, ChainedFileSystem):
         if isinstance(fs, PrefetchFileSystem):
             raise ValueError("PrefetchFileSystem over a PrefetchFileSystem: prefetch once")
         self.fs = fs
-        self.source: RangeSource = source_for(fs)
+        self.source: RangeSource = source_for(fs, config.get("s3-client"), "dask-prefetch.s3-client")  # S3 targets
         self._open_defaults = _checked_defaults(
             dict(
                 block_size=block_size,
