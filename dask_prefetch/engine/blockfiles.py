@@ -39,6 +39,7 @@ class Slot:
     tasks: dict[int, asyncio.Task] = field(default_factory=dict)
     error: BaseException | None = None
     dropped: bool = False
+    generation: int = 0  # the engine's retry generation when the block was opened
 
     @property
     def ready(self) -> bool:

@@ -120,6 +120,7 @@ class PrefetchEngine:
         self._pid = os.getpid()  # only this process cleans up (a forked child must not delete our blocks)
         self._failure: BaseException | None = None
         self._after_error = False  # a read raised a fetch error and the reader has not asked again
+        self._generation = 0  # times the reader came back after a failed read (see _failed_before_retry)
         self.files = BlockFiles(tiers)
         tiers.add_listener(self._space_released, self._pressed)
         tiers.set_cap(self._space_released, self._limit)
@@ -170,7 +171,9 @@ class PrefetchEngine:
             while True:
                 self._check_open()
                 slot = self._slots.get(index)
-                if slot is not None and slot.error is not None:
+                if slot is not None and slot.error is not None and self._failed_before_retry(slot):
+                    slot = None  # fetched afresh: wait for it
+                elif slot is not None and slot.error is not None:
                     error = slot.error
                     if isinstance(error, FileExpired):
                         self._failure = error  # the object changed: every later read fails the same way
@@ -303,9 +306,23 @@ class PrefetchEngine:
         if self._failure is not None:
             raise self._failure
 
+    def _failed_before_retry(self, slot: Slot) -> bool:
+        """Whether ``slot``'s GET failed in an outage the reader has already been told of.
+
+        A GET that was running when a read raised may fail later, in the same outage (its last
+        attempt began then); the reader's retry must not meet that stale error. Such a block is
+        dropped and fetched afresh (an object that changed is not: that error stays).
+        """
+        if slot.generation == self._generation or isinstance(slot.error, FileExpired):
+            return False
+        self._drop(slot)
+        self._schedule()
+        return True
+
     def _move_to(self, index: int) -> None:
         resume, self._after_error = self._after_error, False  # the reader is back after a failed read
         if resume:
+            self._generation += 1  # GETs started before now belong to the outage the reader was told of
             self._forget_failed()  # GETs that failed after the read raised, while the reader was away
         if index == self._cursor and not resume:
             return
@@ -371,7 +388,7 @@ class PrefetchEngine:
         path, fd = placed
         if block.index in self._evicted:
             self.stats.blocks_refetched += 1
-        slot = Slot(block, tier, path, fd, [0] * len(block.parts), next(_serials))
+        slot = Slot(block, tier, path, fd, [0] * len(block.parts), next(_serials), generation=self._generation)
         self._slots[block.index] = slot
         if self._tracer is not None:
             self._note("requested", block.index, self.tiers.tiers.index(tier))
