@@ -15,7 +15,7 @@ class TractogramHeader:
     Attributes
     ----------
     format
-        ``"trk"`` or ``"tck"``.
+        ``"trk"``, ``"tck"`` or ``"trx"``.
     voxel_to_rasmm
         4x4 affine of the reference image (identity when the format has none).
     nb_streamlines
@@ -93,12 +93,18 @@ class StreamlineChunk:
         ``(total_points, n_scalars)`` float32 per-point values (TRK), or None.
     properties
         ``(n_streamlines, n_properties)`` float32 per-streamline values (TRK), or None.
+    data_per_point
+        Named per-point arrays, ``(total_points, k)`` each (TRX ``dpv``, in their own dtypes).
+    data_per_streamline
+        Named per-streamline arrays, ``(n_streamlines, k)`` each (TRX ``dps``).
     """
 
     points: np.ndarray
     lengths: np.ndarray
     scalars: np.ndarray | None = None
     properties: np.ndarray | None = None
+    data_per_point: dict[str, np.ndarray] = field(default_factory=dict)
+    data_per_streamline: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.lengths)
@@ -166,8 +172,9 @@ class StreamlineChunk:
         ------
         ValueError
             If the chunks disagree on scalars or properties: some have them and others not
-            (``None``), or they have different numbers of columns. Points and lengths alone can
-            always be joined: drop the others first (``StreamlineChunk(c.points, c.lengths)``).
+            (``None``), or they have different numbers of columns; or on the names of their
+            named data. Points and lengths alone can always be joined: drop the others first
+            (``StreamlineChunk(c.points, c.lengths)``).
         """
         if not chunks:
             return cls.empty()
@@ -182,7 +189,21 @@ class StreamlineChunk:
                 raise ValueError(f"cannot join chunks whose {name} differ: {', '.join(described)}")
             return None if parts[0] is None else np.concatenate(parts)
 
-        return cls(cat("points"), cat("lengths"), cat("scalars"), cat("properties"))  # type: ignore[arg-type]
+        def named(name: str) -> dict[str, np.ndarray]:
+            dicts = [getattr(c, name) for c in chunks]
+            keys = {tuple(d) for d in dicts}
+            if len(keys) > 1:
+                raise ValueError(f"cannot join chunks whose {name} differ: names {sorted(keys)}")
+            return {k: np.concatenate([d[k] for d in dicts]) for k in dicts[0]}
+
+        return cls(
+            cat("points"),  # type: ignore[arg-type]
+            cat("lengths"),  # type: ignore[arg-type]
+            cat("scalars"),
+            cat("properties"),
+            named("data_per_point"),
+            named("data_per_streamline"),
+        )
 
 
 class PointsBuilder:
