@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from fsspec.asyn import sync
 from fsspec.spec import AbstractBufferedFile
 
 from ..formats.errors import CorruptTractogramError
@@ -27,7 +28,7 @@ class _RangeFile(AbstractBufferedFile):
         return self.fs.cat_file(self.path, start=start, end=end)
 
 
-def locate_trx(fs: Any, path: str, info: dict) -> tuple[TrxContents, dict[str, dict]]:
+def locate_trx(fs: Any, path: str, info: dict) -> TrxContents:
     """The checked arrays of the TRX at ``path`` (a zip, or a directory / key prefix), and where they are.
 
     Parameters
@@ -38,11 +39,6 @@ def locate_trx(fs: Any, path: str, info: dict) -> tuple[TrxContents, dict[str, d
         The zip object, or the directory holding ``header.json``.
     info
         ``fs.info(path)`` (``type`` and ``size``).
-
-    Returns
-    -------
-    (TrxContents, infos)
-        The arrays, and the ``info`` of every object they are read from, by path (to pin them).
 
     Raises
     ------
@@ -70,10 +66,10 @@ def locate_trx(fs: Any, path: str, info: dict) -> tuple[TrxContents, dict[str, d
             raise CorruptTractogramError(path, start, f"member {entry.name!r} ends past the zip: truncated")
         found = member(entry.name, entry.size, source=path, start=start, stored=entry.compressed, deflated=entry.deflated)
         members.append(found)
-    return TrxContents.build(path, header, [m for m in members if m is not None]), {path: info}
+    return TrxContents.build(path, header, [m for m in members if m is not None])
 
 
-def _directory(fs: Any, path: str) -> tuple[TrxContents, dict[str, dict]]:
+def _directory(fs: Any, path: str) -> TrxContents:
     """A TRX stored as a directory (a key prefix): one object per array."""
     root = path.rstrip("/")
     listing = fs.find(root, detail=True)
@@ -81,12 +77,24 @@ def _directory(fs: Any, path: str) -> tuple[TrxContents, dict[str, dict]]:
     if HEADER not in rel:
         raise CorruptTractogramError(root, 0, f"a directory without {HEADER}: not a TRX")
     header = parse_header(fs.cat_file(f"{root}/{HEADER}"), root)
-    members, infos = [], {}
+    members = []
     for name, entry in sorted(rel.items()):
         size = int(entry["size"])
         found = member(name, size, source=f"{root}/{name}", start=0, stored=size)
         if found is not None:
             members.append(found)
-            infos[found.source] = entry
-    return TrxContents.build(root, header, members), infos
+    return TrxContents.build(root, header, members)
+
+
+def sources(contents: TrxContents) -> list[str]:
+    """The objects a TRX's arrays are read from (the zip, or each array's own object)."""
+    arrays = [contents.positions, contents.offsets, *(m for _, m in contents.dpv + contents.dps + contents.groups)]
+    return list(dict.fromkeys(m.source for m in arrays if m is not None))
+
+
+def pin_infos(fs: Any, paths: list[str]) -> list[dict]:
+    """The ``info`` tasks pin each object to: on S3 fetched concurrently, as every other read pins them."""
+    if hasattr(fs, "_pin_objects"):
+        return sync(fs.loop, fs._pin_objects, paths)
+    return [fs.info(p) for p in paths]
 

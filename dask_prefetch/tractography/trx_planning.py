@@ -26,7 +26,7 @@ from .partitions import Opener, Partition
 from .planning import MixedDataWarning
 from ..formats import TractogramHeader
 from ..formats.trx import HEADER, TrxContents, TrxMember
-from .trx_locate import locate_trx
+from .trx_locate import locate_trx, pin_infos, sources
 from .trx_reading import TrxSegment, read_group
 
 #: Names that make ``read_tractogram`` read paths as TRX (a zip, or a directory), besides a zip's magic.
@@ -78,12 +78,9 @@ def plan_trx(
         When the files disagree on their named data (dpv/dps names, columns or dtypes): only the
         names every file has, with the same columns and dtype, are read.
     """
-    files, infos = [], {}
-    for path in paths:
-        contents, found = locate_trx(fs, path, fs.info(path))
-        files.append(contents)
-        infos.update(found)
-    files = _common_data(files)
+    files = _common_data([locate_trx(fs, path, fs.info(path)) for path in paths])
+    objects = list(dict.fromkeys(p for c in files for p in sources(c)))
+    infos = dict(zip(objects, pin_infos(fs, objects))) if objects else {}
     pins = {} if version is None else {p: (p, int(i["size"]), *version(i)) for p, i in infos.items()}
     parts = trx_partitions(fs, files, npartitions, pins)
     header = files[0].tractogram_header()
