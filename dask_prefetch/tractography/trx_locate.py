@@ -1,9 +1,12 @@
 """Where the arrays of a TRX are on a store: a zip's members from its central directory, or a directory's objects.
 
-Runs when the graph is built, on the filesystem the paths were listed on, with a few small reads:
-a zip's end and central directory (through a plain fsspec file over ``cat_file``: no prefetch),
-every member's 30-byte local header (one concurrent ``cat_ranges``), and ``header.json``. The
-parsing itself is :mod:`dask_prefetch.formats.trx` and :mod:`~dask_prefetch.formats.trx_zip`.
+Runs when the graph is built, on the filesystem the paths were listed on, with two rounds of small
+concurrent reads (``cat_ranges``) for a zip: its first and last 64 KiB (the end of central
+directory, the central directory itself unless it is larger, and ``header.json``, which writers
+put first), then the 30-byte local headers of the members they do not hold. :mod:`zipfile` reads
+the central directory through a plain fsspec file over what was fetched (missing bytes with
+``cat_file``: no prefetch). The parsing itself is :mod:`dask_prefetch.formats.trx` and
+:mod:`~dask_prefetch.formats.trx_zip`.
 """
 
 from __future__ import annotations
@@ -17,15 +20,31 @@ from ..formats.errors import CorruptTractogramError
 from ..formats.trx import HEADER, TrxContents, member, parse_header
 from ..formats.trx_zip import LOCAL_HEADER_SIZE, data_start, read_directory
 
-#: Bytes a read of the zip's end or central directory asks for at least.
-_DIRECTORY_READ = 64 * 1024
+#: Bytes read at each end of a zip (and at least, by any other read of its directory).
+_END_BYTES = 64 * 1024
 
 
 class _RangeFile(AbstractBufferedFile):
-    """A plain read-only file over ``fs.cat_file``, for :mod:`zipfile` to find the central directory."""
+    """A plain read-only file over ``fs.cat_file`` that serves the byte ranges ``known`` from memory,
+    for :mod:`zipfile` to read the central directory through."""
+
+    def __init__(self, fs: Any, path: str, size: int, known: dict[int, bytes]) -> None:
+        super().__init__(fs, path, mode="rb", block_size=_END_BYTES, cache_type="readahead", size=size)
+        self.known = known  # start -> bytes
 
     def _fetch_range(self, start: int, end: int) -> bytes:
+        end = min(end, self.size)
+        for at, data in self.known.items():
+            if at <= start and end <= at + len(data):
+                return data[start - at : end - at]
         return self.fs.cat_file(self.path, start=start, end=end)
+
+    def cached(self, start: int, end: int) -> bytes | None:
+        """Bytes ``[start, end)`` if they were fetched already, else None."""
+        for at, data in self.known.items():
+            if at <= start and end <= at + len(data):
+                return data[start - at : end - at]
+        return None
 
 
 def locate_trx(fs: Any, path: str, info: dict) -> TrxContents:
@@ -49,24 +68,38 @@ def locate_trx(fs: Any, path: str, info: dict) -> TrxContents:
     if info.get("type") == "directory":
         return _directory(fs, path)
     size = int(info["size"])
-    with _RangeFile(fs, path, mode="rb", block_size=_DIRECTORY_READ, cache_type="readahead", size=size) as f:
+    ends = sorted({0, max(0, size - _END_BYTES)})
+    known = dict(zip(ends, _fetch(fs, path, [(a, min(a + _END_BYTES, size)) for a in ends])))
+    with _RangeFile(fs, path, size, known) as f:
         entries, small = read_directory(f, path)
-    if HEADER not in small:
-        raise CorruptTractogramError(path, 0, f"a zip without {HEADER}: not a TRX")
-    header = parse_header(small[HEADER], path)
-    entries = [e for e in entries if member(e.name, e.size) is not None]  # names checked before any read
-    starts = [e.header_offset for e in entries]
-    locals_ = fs.cat_ranges([path] * len(entries), starts, [s + LOCAL_HEADER_SIZE for s in starts]) if entries else []
+        if HEADER not in small:
+            raise CorruptTractogramError(path, 0, f"a zip without {HEADER}: not a TRX")
+        header = parse_header(small[HEADER], path)
+        entries = [e for e in entries if member(e.name, e.size) is not None]  # names checked before any read
+        locals_ = [f.cached(e.header_offset, e.header_offset + LOCAL_HEADER_SIZE) for e in entries]
+    missing = [i for i, local in enumerate(locals_) if local is None]
+    fetched = _fetch(fs, path, [(entries[i].header_offset, entries[i].header_offset + LOCAL_HEADER_SIZE) for i in missing])
+    for i, local in zip(missing, fetched):
+        locals_[i] = local
     members = []
     for entry, local in zip(entries, locals_):
-        if isinstance(local, BaseException):
-            raise local
         start = data_start(local, entry, path)
         if start + entry.compressed > size:
             raise CorruptTractogramError(path, start, f"member {entry.name!r} ends past the zip: truncated")
         found = member(entry.name, entry.size, source=path, start=start, stored=entry.compressed, deflated=entry.deflated)
         members.append(found)
     return TrxContents.build(path, header, [m for m in members if m is not None])
+
+
+def _fetch(fs: Any, path: str, ranges: list[tuple[int, int]]) -> list[bytes]:
+    """Byte ranges of one object, concurrently where the store allows (``cat_ranges``)."""
+    if not ranges:
+        return []
+    got = fs.cat_ranges([path] * len(ranges), [a for a, _ in ranges], [b for _, b in ranges])
+    for data in got:
+        if isinstance(data, BaseException):
+            raise data
+    return got
 
 
 def _directory(fs: Any, path: str) -> TrxContents:

@@ -78,9 +78,11 @@ def plan_trx(
         When the files disagree on their named data (dpv/dps names, columns or dtypes): only the
         names every file has, with the same columns and dtype, are read.
     """
-    files = _common_data([locate_trx(fs, path, fs.info(path)) for path in paths])
-    objects = list(dict.fromkeys(p for c in files for p in sources(c)))
-    infos = dict(zip(objects, pin_infos(fs, objects))) if objects else {}
+    seen_infos = [fs.info(path) for path in paths]
+    files = _common_data([locate_trx(fs, path, info) for path, info in zip(paths, seen_infos)])
+    infos = {p: i for p, i in zip(paths, seen_infos) if i.get("type") != "directory"}  # zips: pinned as seen
+    objects = [p for c in files for p in sources(c) if p not in infos]  # a directory's objects
+    infos.update(zip(objects, pin_infos(fs, objects)))
     pins = {} if version is None else {p: (p, int(i["size"]), *version(i)) for p, i in infos.items()}
     parts = trx_partitions(fs, files, npartitions, pins)
     header = files[0].tractogram_header()

@@ -76,15 +76,18 @@ def _read_segment(part: Partition, opener: Opener, s: TrxSegment) -> StreamlineC
     c, name = s.contents, s.contents.name
     if s.first == s.stop or c.nb_streamlines == 0 or c.nb_vertices == 0:
         return _empty(c)
+    offsets = c.offsets
+    last = s.stop + 1 if s.stop < offsets.rows else s.stop  # the next offset, if the file has it
     with ExitStack() as stack:
         early: dict[str, Any] = {}
-        if s.vertices is not None:  # positions first (a worker may have opened it ahead), then the rest at once
-            for key, m in [("positions", c.positions), *(("dpv/" + k, m) for k, m in c.dpv)]:
+        if s.vertices is not None:  # every stream at once, positions first (a worker may have opened it ahead)
+            rows = {"offsets": (s.first, last), **{f"dps/{k}": (s.first, s.stop) for k, _ in c.dps}}
+            wanted = [("positions", c.positions), *((f"dpv/{k}", m) for k, m in c.dpv), ("offsets", offsets),
+                      *((f"dps/{k}", m) for k, m in c.dps)]  # fmt: skip
+            for key, m in wanted:
                 if not m.deflated:
-                    early[key] = stack.enter_context(_open(opener, part, m, s.vertices))
-        offsets = c.offsets
-        last = s.stop + 1 if s.stop < offsets.rows else s.stop  # the next offset, if the file has it
-        bounds = _rows(opener, part, offsets, s.first, last, name)
+                    early[key] = stack.enter_context(_open(opener, part, m, rows.get(key, s.vertices)))
+        bounds = _rows(opener, part, offsets, s.first, last, name, early.get("offsets"))
         if last == s.stop:  # the last streamline of a file without the final entry ends at NB_VERTICES
             bounds = np.append(bounds.ravel().astype(np.int64), c.nb_vertices)
         at = offsets.start + s.first * offsets.row_bytes
@@ -94,8 +97,8 @@ def _read_segment(part: Partition, opener: Opener, s: TrxSegment) -> StreamlineC
         if s.vertices is not None and (v0, v1) != s.vertices:
             raise_changed(name, at, s.vertices, (v0, v1))
         points = _rows(opener, part, c.positions, v0, v1, name, early.get("positions"))
-        dpv = {k: _rows(opener, part, m, v0, v1, name, early.get("dpv/" + k)) for k, m in c.dpv}
-        dps = {k: _rows(opener, part, m, s.first, s.stop, name) for k, m in c.dps}
+        dpv = {k: _rows(opener, part, m, v0, v1, name, early.get(f"dpv/{k}")) for k, m in c.dpv}
+        dps = {k: _rows(opener, part, m, s.first, s.stop, name, early.get(f"dps/{k}")) for k, m in c.dps}
     return StreamlineChunk(
         points.astype(np.float32, copy=False), lens, data_per_point=dpv, data_per_streamline=dps
     )
