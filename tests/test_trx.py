@@ -5,6 +5,7 @@ Every read is compared point for point with ``trx.trx_file_memmap.load`` of the 
 
 from __future__ import annotations
 
+import time
 import zipfile
 from pathlib import Path
 
@@ -13,9 +14,11 @@ import fsspec
 import numpy as np
 import pytest
 from conftest import BUCKET
+from distributed import Client, LocalCluster
 from trx import trx_file_memmap as tmm
 
-from dask_prefetch import read_tractogram
+from dask_prefetch import PrefetchSchedulerPlugin, PrefetchWorkerPlugin, read_tractogram
+from dask_prefetch.formats import StreamlineChunk
 from dask_prefetch.testing.trx import write_trx
 
 GROUPS = {"first_ten": np.arange(10, dtype=np.uint32), "odd": np.arange(1, 300, 2, dtype=np.uint32)}
@@ -188,3 +191,34 @@ def test_stored_partitions_are_byte_ranges_of_the_zip(trx_files):
     ref = tmm.load(str(path))
     np.testing.assert_array_equal(raw.reshape(-1, 3), ref.streamlines._data)
     ref.close()
+
+
+def test_on_a_cluster_the_next_partitions_positions_are_opened_ahead_and_claimed(
+    raw_fs, storage_options, tiers, trx_files
+):
+    """With both plugins, a worker opens its next TRX partition's positions range (with its end) while
+    another computes, and the task claims that very file: none is opened twice."""
+    path = trx_files["float16-uint64"]
+    url = upload(raw_fs, path, path.name)
+    ((tier, mib),) = tiers(64)
+    with dask.config.set({"distributed.scheduler.work-stealing": False}):
+        with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=":0") as cluster:
+            with Client(cluster) as client:
+                client.register_plugin(PrefetchSchedulerPlugin())
+                client.register_plugin(PrefetchWorkerPlugin(prefetch_storage=[(tier, mib)]))
+                tg = read_tractogram(url, storage_options=storage_options, npartitions=6, block_size=16 * 1024)
+                chunks = tg.map_chunks(lambda chunk: (time.sleep(0.2), chunk)[1]).compute()
+
+                def counters(dask_worker) -> tuple[int, int]:
+                    plugin = dask_worker.plugins[PrefetchWorkerPlugin.name]
+                    return plugin.next_tasks.opened_ahead, plugin.next_tasks.claimed
+
+                per_worker = client.run(counters)
+    ref = tmm.load(str(path))
+    got = StreamlineChunk.concat(chunks)
+    np.testing.assert_array_equal(got.points, np.asarray(ref.streamlines._data).astype(np.float32))
+    np.testing.assert_array_equal(got.data_per_point["fa"], ref.data_per_vertex["fa"]._data)
+    ref.close()
+    ahead = sum(a for a, _ in per_worker.values())
+    claimed = sum(c for _, c in per_worker.values())
+    assert ahead == claimed == 6 - 2, per_worker  # every partition but each worker's first
