@@ -17,7 +17,7 @@ from conftest import BUCKET
 from distributed import Client, LocalCluster
 from trx import trx_file_memmap as tmm
 
-from dask_prefetch import PrefetchSchedulerPlugin, PrefetchWorkerPlugin, read_tractogram
+from dask_prefetch import MixedDataWarning, PrefetchSchedulerPlugin, PrefetchWorkerPlugin, read_tractogram
 from dask_prefetch.formats import StreamlineChunk
 from dask_prefetch.testing.trx import write_trx
 
@@ -222,3 +222,50 @@ def test_on_a_cluster_the_next_partitions_positions_are_opened_ahead_and_claimed
     ahead = sum(a for a, _ in per_worker.values())
     claimed = sum(c for _, c in per_worker.values())
     assert ahead == claimed == 6 - 2, per_worker  # every partition but each worker's first
+
+
+def rewrite_zip(src: Path, dst: Path, force_zip64: bool = False, extra_groups: int = 0) -> Path:
+    """A copy of ``src`` with ZIP64 records on every member, or with many more (small) groups."""
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", zipfile.ZIP_STORED) as zout:
+        for info in zin.infolist():
+            with zout.open(zipfile.ZipInfo(info.filename), "w", force_zip64=force_zip64) as f:
+                f.write(zin.read(info.filename))
+        for i in range(extra_groups):
+            zout.writestr(f"groups/extra_{i:05d}_{'x' * 150}.uint32", np.array([i % 300], np.uint32).tobytes())
+    return dst
+
+
+def test_zip64_members(tmp_path, trx_files):
+    path = rewrite_zip(trx_files["stored"], tmp_path / "zip64.trx", force_zip64=True)
+    data = path.read_bytes()
+    with zipfile.ZipFile(path) as z:  # the local headers carry ZIP64 extra fields: data starts later
+        extras = [int.from_bytes(data[i.header_offset + 28 : i.header_offset + 30], "little") for i in z.infolist()]
+    assert all(e >= 20 for e in extras), extras
+    assert_equals_trx_python(read_tractogram(str(path), npartitions=3), trx_files["stored"])
+
+
+def test_a_central_directory_larger_than_the_end_read(raw_fs, storage_options, tiers, trx_files):
+    long = "x" * 150  # 400 members of ~200 bytes in the central directory: more than the last 64 KiB hold
+    path = rewrite_zip(trx_files["stored"], tmp_path_of(trx_files) / "many_groups.trx", extra_groups=400)
+    with zipfile.ZipFile(path) as z:
+        assert z.start_dir < path.stat().st_size - 64 * 1024  # beyond the last 64 KiB read first
+    url = upload(raw_fs, path, path.name)
+    tg = read_tractogram(url, storage_options=storage_options, prefetch_storage=tiers(1), npartitions=2)
+    assert len(tg.groups) == 2 + 400
+    some, odd, points = dask.compute(tg.groups[f"extra_00042_{long}"], tg.groups["odd"], tg.points, scheduler="sync")
+    assert some.tolist() == [42] and odd.tolist() == GROUPS["odd"].tolist()
+    ref = tmm.load(str(path))
+    np.testing.assert_array_equal(points, ref.streamlines._data)
+    ref.close()
+
+
+def tmp_path_of(trx_files: dict[str, Path]) -> Path:
+    return next(iter(trx_files.values())).parent
+
+
+def test_files_that_disagree_on_named_data_warn_and_keep_what_they_share(tmp_path, trx_files):
+    with pytest.warns(MixedDataWarning, match="disagree on their named data"):
+        tg = read_tractogram([str(trx_files["stored"]), str(trx_files["float16-uint64"])])
+    # fa and colors are float32 in one, float16 / uint8 in the other; weight float32 / float64: nothing in common
+    assert tg.data_per_point == {} and tg.data_per_streamline == {}
+    assert len(tg.lengths.compute(scheduler="sync")) == 600
