@@ -1,6 +1,6 @@
 """How a task reads a TRX partition: byte ranges of its arrays, through the prefetching filesystem.
 
-A ``"trx"`` :class:`~dask_prefetch.partitions.Partition` is a run of :class:`TrxSegment`
+A ``"trx"`` :class:`~dask_prefetch.tractography.partitions.Partition` is a run of :class:`TrxSegment`
 (streamlines ``[first, stop)`` of one TRX, see :mod:`dask_prefetch.tractography.trx_planning`). For a stored
 TRX the segment knows its vertices ``[v0, v1)`` from the graph: the task opens the byte range of
 those rows of ``positions`` (first: the stream a worker may have opened ahead) and of every
