@@ -66,9 +66,12 @@ class Layout:
         Largest block in bytes; each shard's last block may be shorter.
     part_size
         Largest ranged GET in bytes.
+    cuts
+        Logical offsets where a block must start (the grid of ``block_size`` blocks restarts
+        there), e.g. the bounds of the one byte range a reader wants.
     """
 
-    def __init__(self, shards: Sequence[Shard], block_size: int, part_size: int) -> None:
+    def __init__(self, shards: Sequence[Shard], block_size: int, part_size: int, cuts: Sequence[int] = ()) -> None:
         if block_size <= 0 or part_size <= 0:
             raise ValueError(f"block_size and part_size must be positive, got {block_size}, {part_size}")
         self.shards = tuple(shards)
@@ -76,14 +79,20 @@ class Layout:
         self.part_size = part_size
         self.size = sum(s.length for s in self.shards)
         blocks: list[Block] = []
+        cut_at = sorted(set(cuts))
         for shard in self.shards:
-            for first in range(shard.skip, shard.size, block_size):
+            first = shard.skip
+            while first < shard.size:
+                start = shard.offset + first - shard.skip
+                after = bisect.bisect_right(cut_at, start)  # the first cut past this block's start
                 last = min(first + block_size, shard.size)
+                if after < len(cut_at):
+                    last = min(last, first + cut_at[after] - start)
                 parts = tuple(
                     Part(p, min(p + part_size, last), p - first) for p in range(first, last, part_size)
                 )
-                start = shard.offset + first - shard.skip
                 blocks.append(Block(len(blocks), shard, start, start + last - first, parts))
+                first = last
         self.blocks = tuple(blocks)
         self._starts = [b.start for b in blocks]
 
@@ -101,11 +110,13 @@ class Layout:
         block_size: int,
         part_size: int,
         version: Callable[[dict], tuple[str | None, str | None]] | None = None,
+        cuts: Sequence[int] = (),
     ) -> "Layout":
         """Build from fsspec ``info`` dicts: the first read whole, later ones from ``header_bytes``.
 
         ``version(info)`` gives each object's ``(version token, version id)`` (the source's
-        :meth:`~dask_prefetch.sources.RangeSource.version`; default: S3's ``ETag`` and ``VersionId``).
+        :meth:`~dask_prefetch.sources.RangeSource.version`; default: S3's ``ETag`` and ``VersionId``);
+        ``cuts`` are logical offsets where a block must start.
 
         Raises
         ------
@@ -126,4 +137,4 @@ class Layout:
             shard = Shard(info["name"], size, token, version_id, skip, offset)
             shards.append(shard)
             offset += shard.length
-        return cls(shards, block_size, part_size)
+        return cls(shards, block_size, part_size, cuts)

@@ -63,6 +63,9 @@ class PrefetchEngine:
         Longest :meth:`view` waits for data before raising ``TimeoutError``.
     start
         The block the reader starts at.
+    stop
+        The first block not prefetched (None: none such): from there on a block is fetched only
+        once the reader is at it, so a reader of one byte range fetches nothing past it.
     stall_timeout
         Seconds without a byte after which a GET is resumed.
     straggler_factor
@@ -83,11 +86,14 @@ class PrefetchEngine:
         retries: int,
         read_timeout: float,
         start: int = 0,
+        stop: int | None = None,
         *,
         stall_timeout: float,
         straggler_factor: float,
     ) -> None:
-        self.window = Window([disk_bytes(b.length) for b in layout.blocks], [len(b.parts) for b in layout.blocks], concurrency)
+        self.window = Window(
+            [disk_bytes(b.length) for b in layout.blocks], [len(b.parts) for b in layout.blocks], concurrency, stop
+        )
         if not stall_timeout > 0:
             raise ValueError(f"stall_timeout must be > 0 seconds, got {stall_timeout}")
         self.stall_timeout = float(stall_timeout)
@@ -104,6 +110,7 @@ class PrefetchEngine:
         self._slots: dict[int, Slot] = {}
         self._evicted: set[int] = set()
         self._cursor = start
+        self._read_past_stop = False  # the reader asked for a block from ``stop`` on: fetch what it reads
         self._inflight = 0
         self._held = 0  # bytes of tier space our blocks hold
         # Bytes we may hold, cursor block aside; None: our fair share. Not None: opened ahead of the
@@ -166,6 +173,9 @@ class PrefetchEngine:
         """
         deadline = time.monotonic() + self.read_timeout
         with self._cond:
+            if index >= self.window.stop and not self._read_past_stop:
+                self._read_past_stop = True
+                self._schedule()
             self._move_to(index)
             waited_since = None
             while True:
@@ -338,7 +348,7 @@ class PrefetchEngine:
         if self._after_error or self._yielded:
             return  # until the reader asks again (see view), or our task claims us (see _shed)
         while not self._closed:
-            step = self.window.next_step(self._cursor, self._held_blocks(), self._inflight)
+            step = self.window.next_step(self._cursor, self._held_blocks(), self._inflight, self._read_past_stop)
             if step is None:
                 return
             if isinstance(step, Launch):

@@ -55,9 +55,14 @@ class Window:
         Ranged GETs each block is fetched as, in block order.
     concurrency
         GETs in flight at most.
+    stop
+        The first block not prefetched (None: none such): from there on a block is taken only
+        once the reader is at it (``past_stop``), so a reader of one byte range fetches nothing past it.
     """
 
-    def __init__(self, block_bytes: Sequence[int], parts: Sequence[int], concurrency: int) -> None:
+    def __init__(
+        self, block_bytes: Sequence[int], parts: Sequence[int], concurrency: int, stop: int | None = None
+    ) -> None:
         if len(block_bytes) != len(parts):
             raise ValueError(f"{len(block_bytes)} block sizes for {len(parts)} blocks")
         if concurrency < 1:
@@ -65,21 +70,26 @@ class Window:
         self.block_bytes = list(block_bytes)
         self.parts = list(parts)
         self.concurrency = concurrency
+        self.stop = len(self.parts) if stop is None else min(stop, len(self.parts))
 
     @property
     def total_bytes(self) -> int:
-        """Tier bytes of the whole file: more than that is never worth holding."""
-        return sum(self.block_bytes)
+        """Tier bytes of the file up to ``stop`` (its first block at least): more is never worth holding."""
+        return sum(self.block_bytes[: max(self.stop, 1)])
 
-    def next_step(self, cursor: int, held: Mapping[int, HeldBlock], in_flight: int) -> Open | Launch | None:
+    def next_step(
+        self, cursor: int, held: Mapping[int, HeldBlock], in_flight: int, past_stop: bool = False
+    ) -> Open | Launch | None:
         """The next block to open or part to launch, from the cursor on; None when nothing more may start.
 
         Blocks are taken strictly in order: a block being dropped stops the window there (it is
-        opened again once its GETs have ended), so the reader's next bytes always come first.
+        opened again once its GETs have ended), so the reader's next bytes always come first. None
+        is taken from ``stop`` on, unless the reader asked there (``past_stop``): then the one it reads.
         """
         if in_flight >= self.concurrency:
             return None
-        for index in range(cursor, len(self.parts)):
+        bound = max(self.stop, cursor + 1) if past_stop else self.stop
+        for index in range(cursor, min(bound, len(self.parts))):
             block = held.get(index)
             if block is None:
                 return Open(index)

@@ -15,7 +15,7 @@ class TractogramHeader:
     Attributes
     ----------
     format
-        ``"trk"`` or ``"tck"``.
+        ``"trk"``, ``"tck"`` or ``"trx"``.
     voxel_to_rasmm
         4x4 affine of the reference image (identity when the format has none).
     nb_streamlines
@@ -93,12 +93,52 @@ class StreamlineChunk:
         ``(total_points, n_scalars)`` float32 per-point values (TRK), or None.
     properties
         ``(n_streamlines, n_properties)`` float32 per-streamline values (TRK), or None.
+    data_per_point
+        Named per-point arrays, ``(total_points, k)`` each: TRX ``dpv`` in their own dtypes, and
+        views of the columns of ``scalars`` named by ``scalar_fields`` (TRK, nibabel's names).
+    data_per_streamline
+        Named per-streamline arrays, ``(n_streamlines, k)`` each: TRX ``dps``, and views of the
+        columns of ``properties`` named by ``property_fields``.
+    scalar_fields, property_fields
+        ``((name, columns), ...)`` naming the columns of ``scalars`` / ``properties`` in order
+        (a TRK header's :meth:`TractogramHeader.data_fields`); their views are added to the dicts.
     """
 
     points: np.ndarray
     lengths: np.ndarray
     scalars: np.ndarray | None = None
     properties: np.ndarray | None = None
+    data_per_point: dict[str, np.ndarray] = field(default_factory=dict)
+    data_per_streamline: dict[str, np.ndarray] = field(default_factory=dict)
+    scalar_fields: tuple[tuple[str, int], ...] = ()
+    property_fields: tuple[tuple[str, int], ...] = ()
+
+    def __post_init__(self) -> None:
+        for fields, flat, kind in (
+            (self.scalar_fields, self.scalars, "data_per_point"),
+            (self.property_fields, self.properties, "data_per_streamline"),
+        ):
+            if not fields:
+                continue
+            named, first = dict(getattr(self, kind)), 0
+            if flat is None or flat.shape[1] != sum(k for _, k in fields):
+                raise ValueError(f"{kind} fields {fields} do not match {None if flat is None else flat.shape[1]} columns")
+            for name, k in fields:
+                named.setdefault(name, flat[:, first : first + k])  # a view: no copy
+                first += k
+            setattr(self, kind, named)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled without the named views of ``scalars`` / ``properties`` (remade on unpickling): once, not twice."""
+        state = dict(self.__dict__)
+        for fields, kind in ((self.scalar_fields, "data_per_point"), (self.property_fields, "data_per_streamline")):
+            views = {n for n, _ in fields}
+            state[kind] = {k: v for k, v in state[kind].items() if k not in views}
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.__post_init__()
 
     def __len__(self) -> int:
         return len(self.lengths)
@@ -109,11 +149,19 @@ class StreamlineChunk:
             return self
         n = max(0, n)
         points = int(self.lengths[:n].sum())
+        def named(kind: str, fields: tuple[tuple[str, int], ...], rows: int) -> dict[str, np.ndarray]:
+            views = {name for name, _ in fields}  # remade from the cut scalars / properties
+            return {k: v[:rows] for k, v in getattr(self, kind).items() if k not in views}
+
         return StreamlineChunk(
             self.points[:points],
             self.lengths[:n],
             None if self.scalars is None else self.scalars[:points],
             None if self.properties is None else self.properties[:n],
+            named("data_per_point", self.scalar_fields, points),
+            named("data_per_streamline", self.property_fields, n),
+            self.scalar_fields,
+            self.property_fields,
         )
 
     @property
@@ -166,8 +214,9 @@ class StreamlineChunk:
         ------
         ValueError
             If the chunks disagree on scalars or properties: some have them and others not
-            (``None``), or they have different numbers of columns. Points and lengths alone can
-            always be joined: drop the others first (``StreamlineChunk(c.points, c.lengths)``).
+            (``None``), or they have different numbers of columns; or on the names of their
+            named data. Points and lengths alone can always be joined: drop the others first
+            (``StreamlineChunk(c.points, c.lengths)``).
         """
         if not chunks:
             return cls.empty()
@@ -182,7 +231,31 @@ class StreamlineChunk:
                 raise ValueError(f"cannot join chunks whose {name} differ: {', '.join(described)}")
             return None if parts[0] is None else np.concatenate(parts)
 
-        return cls(cat("points"), cat("lengths"), cat("scalars"), cat("properties"))  # type: ignore[arg-type]
+        def fields(name: str) -> tuple[tuple[str, int], ...]:
+            found = {getattr(c, name) for c in chunks}
+            if len(found) > 1:
+                raise ValueError(f"cannot join chunks whose {name} differ: {sorted(found)}")
+            return found.pop()
+
+        def named(name: str, derived: tuple[tuple[str, int], ...]) -> dict[str, np.ndarray]:
+            dicts = [getattr(c, name) for c in chunks]
+            keys = {tuple(d) for d in dicts}
+            if len(keys) > 1:
+                raise ValueError(f"cannot join chunks whose {name} differ: names {sorted(keys)}")
+            views = {n for n, _ in derived}  # made again from the joined scalars / properties, not copied twice
+            return {k: np.concatenate([d[k] for d in dicts]) for k in dicts[0] if k not in views}
+
+        scalar_fields, property_fields = fields("scalar_fields"), fields("property_fields")
+        return cls(
+            cat("points"),  # type: ignore[arg-type]
+            cat("lengths"),  # type: ignore[arg-type]
+            cat("scalars"),
+            cat("properties"),
+            named("data_per_point", scalar_fields),
+            named("data_per_streamline", property_fields),
+            scalar_fields,
+            property_fields,
+        )
 
 
 class PointsBuilder:

@@ -1,4 +1,8 @@
-"""Format detection by magic number, and one entry point that opens the right reader."""
+"""Format detection by magic number, and one entry point that opens the right reader.
+
+TRX is detected too (a zip: ``PK\\x03\\x04``), but it is a container of arrays read by byte
+ranges (:mod:`.trx`), not a stream: :func:`open_reader` refuses it.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +12,9 @@ from .chunk import StreamlineChunk, TractogramHeader
 from .compression import decompressed, is_gzip
 from .errors import CorruptTractogramError
 from .reading import read_full
+from .trx_zip import ZIP_MAGIC
 
-_MAGICS = {b"TRACK": "trk", b"mrtrix tracks": "tck"}
+_MAGICS = {b"TRACK": "trk", b"mrtrix tracks": "tck", ZIP_MAGIC: "trx"}
 
 
 class Reader(Protocol):
@@ -19,19 +24,19 @@ class Reader(Protocol):
 
 
 def detect_format(prefix: bytes, name: str = "<file>") -> str:
-    """``"trk"`` or ``"tck"`` from a file's first bytes (at least 13).
+    """``"trk"``, ``"tck"`` or ``"trx"`` (a zip) from a file's first bytes (at least 13).
 
     Raises
     ------
     CorruptTractogramError
-        If neither magic number is there.
+        If no magic number is there.
     """
     for magic, fmt in _MAGICS.items():
         if prefix.startswith(magic):
             return fmt
     if is_gzip(prefix):
         raise CorruptTractogramError(name, 0, "gzip-compressed: decompress its first bytes before detecting the format")
-    raise CorruptTractogramError(name, 0, f"neither a TRK nor a TCK file (starts with {bytes(prefix[:13])!r})")
+    raise CorruptTractogramError(name, 0, f"neither a TRK nor a TCK file, nor a TRX zip (starts with {bytes(prefix[:13])!r})")
 
 
 def open_reader(fileobj: BinaryIO, name: str = "<file>", **kwargs: object) -> Reader:
@@ -45,6 +50,10 @@ def open_reader(fileobj: BinaryIO, name: str = "<file>", **kwargs: object) -> Re
     start = fileobj.tell()
     fmt = detect_format(read_full(fileobj, 13), name)
     fileobj.seek(start)
+    if fmt == "trx":
+        raise CorruptTractogramError(
+            name, 0, "a zip (TRX?) among TRK/TCK files: TRX is read by read_tractogram on its own, not as a stream"
+        )
     if fmt == "trk":
         from .trk import TrkReader
 

@@ -205,7 +205,15 @@ class TrkReader:
 
     def __iter__(self) -> Iterator[StreamlineChunk]:
         for words, starts, counts in self._batches():
-            yield self._records.gather(words, starts, counts)
+            yield self._named(self._records.gather(words, starts, counts))
+
+    def _named(self, chunk: StreamlineChunk) -> StreamlineChunk:
+        """``chunk`` with its scalars and properties also by nibabel's names (views, no copies)."""
+        scalars, properties = self.header.data_fields()
+        if not (scalars or properties) or chunk.scalar_fields or chunk.property_fields:
+            return chunk
+        return StreamlineChunk(chunk.points, chunk.lengths, chunk.scalars, chunk.properties,
+                               scalar_fields=scalars, property_fields=properties)  # fmt: skip
 
     def read_all(self, into: PointsBuilder | None = None) -> StreamlineChunk:
         """Every streamline left, in one chunk.
@@ -216,7 +224,7 @@ class TrkReader:
         """
         if self._records.n_scalars or self._records.n_props:  # kept in chunks, then joined
             empty = StreamlineChunk.empty(self._records.n_scalars, self._records.n_props)
-            chunk = StreamlineChunk.concat(list(self) or [empty])  # an empty file: still (0, k) arrays
+            chunk = StreamlineChunk.concat(list(self) or [self._named(empty)])  # an empty file: still (0, k) arrays
             if into is not None:
                 into.append(chunk)
             return chunk

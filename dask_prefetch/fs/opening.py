@@ -62,6 +62,7 @@ class PrefetchOpening:
         header_bytes: int = 0,
         *,
         offset: int = 0,
+        end: int | None = None,
         concurrency: int | None = None,
         part_size: int | str | None = None,
         read_timeout: float | str | None = None,
@@ -94,6 +95,11 @@ class PrefetchOpening:
             header, read whole).
         offset
             Logical position to start at: prefetching starts there rather than at byte 0.
+        end
+            Logical position where the reader will stop (None: the end of the file): blocks are
+            laid out from ``offset`` to ``end`` so that none holds bytes outside that range, and
+            nothing from ``end`` on is prefetched (a read there still works, fetching only the
+            block it reads). For readers of one byte range of a big object.
         concurrency
             Ranged GETs in flight (default ``dask-prefetch.concurrency``, 16).
         part_size
@@ -151,6 +157,8 @@ class PrefetchOpening:
         read_timeout = defaults.get("read_timeout") if read_timeout is None else read_timeout
         check_mode(mode, path_or_paths, encoding, errors, newline, owner=type(self).__name__)
         offset = checks.check_int(offset, "offset", minimum=0)
+        if end is not None:
+            end = checks.check_int(end, "end", minimum=0)
         header_bytes = checks.check_int(header_bytes, "header_bytes", minimum=0)
         if compression is not None:
             raise ValueError(f"{type(self).__name__}.open does not decompress; open with compression=None")
@@ -170,6 +178,8 @@ class PrefetchOpening:
             part_size=part_size,
             read_timeout=read_timeout,
         )
+        if end is not None:  # only then: files opened without it are what they were
+            open_kwargs["end"] = end
         worker_plugin = _worker_lookup() if prefetch_storage is None else None
         # Inside a task, the worker may have opened this very stream ahead (see next_tasks.py).
         f = worker_plugin.claim(self, paths, open_kwargs, offset) if worker_plugin is not None else None
@@ -197,8 +207,10 @@ class PrefetchOpening:
             tiers = TierSet(settings.storage if settings.storage is not None else config.default_storage())
         if infos is None:
             infos = sync(source.loop, source.pin, paths, settings.retries)
+        end = open_kwargs.get("end")
+        cuts = () if end is None else (offset, end)
         layout = Layout.from_objects(
-            infos, open_kwargs["header_bytes"], settings.block_bytes, settings.part_bytes, version=source.version
+            infos, open_kwargs["header_bytes"], settings.block_bytes, settings.part_bytes, source.version, cuts
         )
         largest = max((b.length for b in layout.blocks), default=0)
         if disk_bytes(largest) > tiers.largest_budget:
@@ -214,6 +226,7 @@ class PrefetchOpening:
             retries=settings.retries,
             read_timeout=settings.read_timeout,
             start=layout.block_at(offset),
+            stop=None if end is None else layout.block_at(end),
             stall_timeout=settings.stall_timeout,
             straggler_factor=settings.straggler_factor,
         )

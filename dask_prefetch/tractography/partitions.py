@@ -21,6 +21,8 @@ from ..formats import StreamlineChunk, TractogramHeader, open_reader
 from ..formats.errors import CorruptTractogramError, in_shard
 from ..formats.tck import TckReader
 from ..formats.trk import TrkReader
+from .trx_reading import first_stream as trx_first_stream
+from .trx_reading import read_trx_partition
 
 
 @dataclass(frozen=True)
@@ -30,8 +32,9 @@ class Partition:
     ``kind`` is ``"bodies"`` (``paths[0]`` a global header, the rest read from ``header_bytes``),
     ``"files"`` (complete files read one after the other, each by its own header; files of one
     partition carry the same named data), ``"tck-range"`` (data bytes ``[start, stop)`` of one
-    TCK file) or ``"trk-range"`` (the records in bytes ``[start, stop)`` of one TRK file: ``start``
-    a candidate record start, and the records must end exactly at ``stop``).
+    TCK file), ``"trk-range"`` (the records in bytes ``[start, stop)`` of one TRK file: ``start``
+    a candidate record start, and the records must end exactly at ``stop``) or ``"trx"`` (runs of
+    streamlines of TRX files, ``trx``: see ``trx_reading.py``).
     """
 
     kind: str
@@ -47,18 +50,21 @@ class Partition:
     # checked against what the shard holds (a shard holding more than it claims is not read as nibabel would)
     shard_counts: tuple[int, ...] = ()
     last: bool = True  # "trk-range": the range ends at the end of the file (else at a cut)
+    trx: tuple[Any, ...] = ()  # "trx": the TrxSegments it reads
 
-    def first_stream(self) -> tuple[tuple[str, ...], int, int, list[dict] | None]:
-        """``(paths, header_bytes, offset, pinned)`` of the first stream the task opens.
+    def first_stream(self) -> tuple[tuple[str, ...], int, int, list[dict] | None, int | None]:
+        """``(paths, header_bytes, offset, pinned, end)`` of the first stream the task opens.
 
         What a worker opens ahead of the task (see ``PrefetchWorkerPlugin``), so that the task
         finds its first blocks already local.
         """
         if self.kind == "bodies":
-            return self.paths, self.header_bytes, 0, self.pinned(self.paths)
+            return self.paths, self.header_bytes, 0, self.pinned(self.paths), None
         if self.kind == "files":
-            return self.paths[:1], 0, 0, self.pinned(self.paths[:1])
-        return self.paths, 0, self.start, self.pinned(self.paths)
+            return self.paths[:1], 0, 0, self.pinned(self.paths[:1]), None
+        if self.kind == "trx":
+            return trx_first_stream(self)
+        return self.paths, 0, self.start, self.pinned(self.paths), None
 
     def pinned(self, paths: Sequence[str]) -> list[dict] | None:
         """The objects' info seen when the graph was built (so tasks send no HEAD), or None."""
@@ -85,11 +91,22 @@ class Opener:
     fs: Any
     open_kwargs: dict
 
-    def open(self, paths: Sequence[str], header_bytes: int = 0, offset: int = 0, pinned: list | None = None) -> Any:
-        """One stream over ``paths`` (``header_bytes`` skipped after the first), positioned at ``offset``."""
+    def open(
+        self,
+        paths: Sequence[str],
+        header_bytes: int = 0,
+        offset: int = 0,
+        pinned: list | None = None,
+        end: int | None = None,
+    ) -> Any:
+        """One stream over ``paths`` (``header_bytes`` skipped after the first), positioned at ``offset``.
+
+        ``end``: where the reader will stop (nothing from there on is prefetched; local files ignore it).
+        """
         if self.fs is not None:
+            bound = {} if end is None else {"end": end}
             return self.fs.open(
-                list(paths), header_bytes=header_bytes, offset=offset, pinned=pinned, **self.open_kwargs
+                list(paths), header_bytes=header_bytes, offset=offset, pinned=pinned, **bound, **self.open_kwargs
             )
         if len(paths) == 1:
             f = builtins.open(paths[0], "rb")
@@ -139,6 +156,8 @@ def read_partition(
 ) -> StreamlineChunk:
     """Parse one partition into one chunk of whole streamlines (runs in a task)."""
     chunks: list[StreamlineChunk] = []
+    if part.kind == "trx":
+        return read_trx_partition(part, opener)
     if part.kind == "bodies":
         with opener.open(*part.first_stream()) as f:
             try:

@@ -14,6 +14,8 @@ Layouts and how they become partitions:
 * **One TCK file**: split into byte ranges that resynchronise at NaN rows, one per started 256 MiB.
 * **One TRK file**: TRK has no sync marker, so it is read as one stream (one partition). Shard it
   (``dask-prefetch`` reads shards in parallel) to spread one tractogram over a cluster.
+* **TRX** (a zip, stored or deflated, or a directory): partitions cut on ``offsets``, each reading
+  byte ranges of the arrays in place (see ``trx_planning.py``).
 """
 
 from __future__ import annotations
@@ -39,11 +41,12 @@ from ..fs.prefetch import PrefetchFileSystem
 from .partitions import Opener, Partition, read_partition
 from .splitting import trk_cuts
 from .planning import MixedDataWarning, file_partitions, plan_layout, sharded_partitions  # noqa: F401 (re-exported)
-from ..formats import StreamlineChunk, TractogramHeader, detect_format
+from ..formats import CorruptTractogramError, StreamlineChunk, TractogramHeader, detect_format
 from ..formats.compression import gunzip_prefix, is_gzip
 from ..formats.tck import MAGIC as TCK_MAGIC
 from ..formats.tck import MAX_HEADER, read_tck_header, tck_byte_ranges
 from ..formats.trk import parse_trk_header
+from .trx_planning import is_trx_directory, is_trx_name, plan_trx, trx_groups
 
 #: One partition per started 256 MiB of a single TRK file by default (as for TCK).
 TRK_PARTITION_BYTES = 256 * 2**20
@@ -67,6 +70,9 @@ class Tractogram:
         never checked against the data. For several complete files, the first file's header.
     partitions : list of Partition
         What each task reads.
+    groups : dict of str to dask.array.Array
+        TRX groups: the int64 indices (into the streamlines, in file order) of each group's
+        streamlines. Empty for TRK and TCK.
 
     Notes
     -----
@@ -85,8 +91,10 @@ class Tractogram:
         chunk_bytes: int | None,
         identity: Any,
         parts: list[Any] | None = None,
+        groups: dict[str, da.Array] | None = None,
     ):
         self.header = header
+        self.groups = dict(groups or {})
         self.partitions = partitions
         self._opener = opener
         self._chunk_bytes = chunk_bytes
@@ -119,7 +127,9 @@ class Tractogram:
         ``kwargs`` go to ``dask.persist`` (``scheduler=...``).
         """
         parts = list(dask.persist(*self._parts, **kwargs))
-        return Tractogram(self.header, self.partitions, self._opener, self._chunk_bytes, self._identity, parts)
+        return Tractogram(
+            self.header, self.partitions, self._opener, self._chunk_bytes, self._identity, parts, self.groups
+        )
 
     def to_chunks(self) -> db.Bag:
         """A bag with one :class:`StreamlineChunk` (flat points + lengths) per partition: the fast path.
@@ -177,6 +187,40 @@ class Tractogram:
         empty = tuple(0 if np.isnan(n) else n for n in shape)
         return da.concatenate(arrays, axis=0) if arrays else da.empty(empty, dtype=dtype)
 
+    @property
+    def data_per_point(self) -> dict[str, da.Array]:
+        """Named per-point arrays, ``(total_points, k)`` each, row for row with :attr:`points`.
+
+        TRX ``dpv`` by name, in their own dtypes; TRK scalars by nibabel's names (float32).
+        """
+        return self._named_data("data_per_point")
+
+    @property
+    def data_per_streamline(self) -> dict[str, da.Array]:
+        """Named per-streamline arrays, ``(n_streamlines, k)`` each, row for row with :attr:`lengths`.
+
+        TRX ``dps`` by name, in their own dtypes; TRK properties by nibabel's names (float32).
+        """
+        return self._named_data("data_per_streamline")
+
+    def _named_data(self, kind: str) -> dict[str, da.Array]:
+        h = self.header
+        per_point = kind == "data_per_point"
+        names, columns = (h.scalar_names, h.scalar_columns) if per_point else (h.property_names, h.property_columns)
+        dtypes = h.fields.get(f"{kind}_dtypes", {})
+        out, first = {}, 0
+        for name, k in zip(names, columns):
+            dtype = np.dtype(dtypes.get(name, np.float32))
+            where = (first, first + k)  # its columns of a TRK chunk's scalars or properties
+            arrays = [
+                da.from_delayed(dask.delayed(_named, pure=True)(p, kind, name, where), shape=(np.nan, k), dtype=dtype)
+                for p in self._parts
+            ]
+            out[name] = da.concatenate(arrays, axis=0) if arrays else da.empty((0, k), dtype=dtype)
+            first += k
+        return out
+
+
 
 def _proven_in_order(reads: list[Any], claimed: int | None, token: str) -> list[Any]:
     """Each range's streamlines, released only once every range before it has been read.
@@ -207,6 +251,17 @@ def _field(chunk: StreamlineChunk, name: str) -> np.ndarray:
 
 def _arc_lengths(chunk: StreamlineChunk, _: None) -> np.ndarray:
     return chunk.arc_lengths()
+
+
+def _named(chunk: StreamlineChunk, kind: str, name: str, columns: tuple[int, int]) -> np.ndarray:
+    """A chunk's named array: by name (TRX), or the columns of its TRK scalars or properties."""
+    named = getattr(chunk, kind)
+    if name in named:
+        return named[name]
+    flat = chunk.scalars if kind == "data_per_point" else chunk.properties
+    if flat is None:
+        raise KeyError(f"this partition has no {kind} {name!r} (its files carry none: see MixedDataWarning)")
+    return flat[:, columns[0] : columns[1]]
 
 
 def _as_list(chunk: StreamlineChunk) -> list[StreamlineChunk]:
@@ -323,7 +378,14 @@ def read_tractogram(
             raise FileNotFoundError(f"no file matches {p!r}")
         expanded.extend(found)
     check_unique(expanded, "paths" if len(expanded) == len(path_list) else "paths (globs expanded)")
-    infos = _infos(fs, expanded)
+    if any(is_trx_name(p) for p in expanded):
+        return _trx_tractogram(fs, opener, expanded, storage_options, npartitions, chunk_bytes)
+    try:
+        infos = _infos(fs, expanded)
+    except IsADirectoryError:  # TRX directories (key prefixes holding header.json) are read as TRX
+        if not all(is_trx_directory(fs, p) for p in expanded):
+            raise
+        return _trx_tractogram(fs, opener, expanded, storage_options, npartitions, chunk_bytes)
     sizes = [int(info["size"]) for info in infos]
     plan = plan_layout(fs, expanded, sizes, infos, layout, header_bytes, one_glob=len(path_list) == 1)
     order = plan.order
@@ -331,6 +393,10 @@ def read_tractogram(
     probe, packed = _probe(fs, expanded[0], sizes[0])
     fmt = detect_format(probe, expanded[0])
     size = None if packed else sizes[0]  # of a compressed file: unknown until it is read
+    if fmt == "trx":  # a zip by its magic, whatever its name
+        if packed:
+            raise CorruptTractogramError(expanded[0], 0, "a gzip-compressed zip: a TRX is read as the zip itself")
+        return _trx_tractogram(fs, opener, expanded, storage_options, npartitions, chunk_bytes)
     if plan.kind == "sharded":
         header, parts = sharded_partitions(expanded, sizes, probe, plan, npartitions)
     elif len(expanded) > 1:
@@ -361,6 +427,16 @@ def read_tractogram(
     seen = [(info.get("name"), info.get("size"), info.get("ETag") or info.get("mtime")) for info in infos]
     identity = (fs.protocol, storage_options, seen)
     return Tractogram(header, parts, opener, chunk_bytes, identity)
+
+
+def _trx_tractogram(
+    fs: Any, opener: Opener, paths: list[str], storage_options: Any, npartitions: int | None, chunk_bytes: int | None
+) -> Tractogram:
+    """TRX files (zips or directories) as a :class:`Tractogram` (see ``trx_planning.py``)."""
+    version = opener.fs.source.version if opener.fs is not None else None
+    plan = plan_trx(fs, paths, npartitions, version)
+    identity = (fs.protocol, storage_options, plan.seen)
+    return Tractogram(plan.header, plan.partitions, opener, chunk_bytes, identity, groups=trx_groups(plan, opener))
 
 
 def _filesystem(first: str, storage_options: Any, block_size: Any, prefetch_storage: Any) -> tuple[Any, Opener]:
