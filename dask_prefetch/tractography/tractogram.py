@@ -39,6 +39,7 @@ from ..checks import describe
 from ..fs.s3 import S3PrefetchFileSystem, check_paths, check_unique
 from ..fs.prefetch import PrefetchFileSystem
 from .partitions import Opener, Partition, read_partition
+from . import export
 from .splitting import trk_cuts
 from .planning import MixedDataWarning, file_partitions, plan_layout, sharded_partitions  # noqa: F401 (re-exported)
 from ..formats import CorruptTractogramError, StreamlineChunk, TractogramHeader, detect_format
@@ -186,6 +187,34 @@ class Tractogram:
         ]
         empty = tuple(0 if np.isnan(n) else n for n in shape)
         return da.concatenate(arrays, axis=0) if arrays else da.empty(empty, dtype=dtype)
+
+    def to_nibabel(self, **compute_kwargs: Any) -> Any:
+        """Every streamline, read now, as a :class:`nibabel.streamlines.Tractogram` (RAS+ mm, named data).
+
+        For a tractogram that fits in memory. ``compute_kwargs`` go to ``dask.compute``
+        (``scheduler=...``; with a ``distributed`` client the partitions are read on its cluster).
+        One partition at a time: ``tg.map_chunks(dask_prefetch.tractography.export.to_nibabel)``.
+        """
+        return export.to_nibabel(self._in_memory(compute_kwargs))
+
+    def to_sft(self, reference: Any = None, **compute_kwargs: Any) -> Any:
+        """Every streamline, read now, as a dipy ``StatefulTractogram`` in RAS+ mm (needs dipy).
+
+        ``reference`` is anything dipy takes as one; None: this file's own header (TRK, TRX).
+
+        Raises
+        ------
+        ImportError
+            Without dipy.
+        ValueError
+            For TCK without ``reference`` (TCK stores no reference space).
+        """
+        reference = export.reference_of(self.header) if reference is None else reference  # before reading
+        return export.to_sft(self._in_memory(compute_kwargs), self.header, reference)
+
+    def _in_memory(self, compute_kwargs: dict) -> StreamlineChunk:
+        chunks = dask.compute(*self._parts, **compute_kwargs)
+        return StreamlineChunk.concat(list(chunks)) if chunks else StreamlineChunk.empty()
 
     @property
     def data_per_point(self) -> dict[str, da.Array]:
