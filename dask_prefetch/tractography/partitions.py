@@ -64,7 +64,9 @@ class Partition:
             return self.paths[:1], 0, 0, self.pinned(self.paths[:1]), None
         if self.kind == "trx":
             return trx_first_stream(self)
-        return self.paths, 0, self.start, self.pinned(self.paths), None
+        # A byte range of one file: nothing past it is prefetched (a TCK reader finishing the streamline that
+        # crosses ``stop`` reads on past it, fetching only what it reads).
+        return self.paths, 0, self.start, self.pinned(self.paths), self.stop
 
     def pinned(self, paths: Sequence[str]) -> list[dict] | None:
         """The objects' info seen when the graph was built (so tasks send no HEAD), or None."""
