@@ -11,7 +11,7 @@ balanced by bytes (:func:`contiguous_groups`).
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -35,13 +35,15 @@ class MixedDataWarning(UserWarning):
 class Plan:
     """How the objects are laid out: ``kind`` ``"files"`` or ``"sharded"``, the order to read them in
     (for ``"sharded"``, the global header first), the shards' ``header_bytes``, each object's
-    named data (files), and the n_count each shard's own header claims (shards detected by them)."""
+    named data (files), the n_count each shard's own header claims (shards detected by them), and
+    ``first_head``: the first bytes (at most 1000) of the object read first, when the plan read them."""
 
     kind: str
     order: list[int]
     header_bytes: int = 0
     data: tuple[Any, ...] = ()
     shard_counts: tuple[int, ...] = ()
+    first_head: bytes | None = None
 
 
 def plan_layout(
@@ -66,6 +68,15 @@ def plan_layout(
         _check_header_bytes(header_bytes, [p for i, p in enumerate(paths) if i != first], sizes)
         return Plan("sharded", [first] + [i for i in natural if i != first], header_bytes)
     heads = _heads(fs, paths, sizes, infos)
+    plan = _plan_from_heads(paths, sizes, heads, layout, header_bytes, one_glob)
+    return replace(plan, first_head=heads[plan.order[0]])
+
+
+def _plan_from_heads(
+    paths: list[str], sizes: list[int], heads: list[bytes], layout: str | None, header_bytes: int | None, one_glob: bool
+) -> Plan:
+    """The layout from every object's first bytes, ``heads`` (``header_bytes`` not stated, or 0)."""
+    natural = list(range(len(paths)))
     packed = [i for i, head in enumerate(heads) if is_gzip(head)]
     heads = [gunzip_prefix(h, HEADER_SIZE, p) if i in packed else h for i, (h, p) in enumerate(zip(heads, paths))]
     kinds = [_kind(head, path) for head, path in zip(heads, paths)]
