@@ -79,7 +79,7 @@ def _plan_from_heads(
     natural = list(range(len(paths)))
     packed = [i for i, head in enumerate(heads) if is_gzip(head)]
     heads = [gunzip_prefix(h, HEADER_SIZE, p) if i in packed else h for i, (h, p) in enumerate(zip(heads, paths))]
-    kinds = [_kind(head, path) for head, path in zip(heads, paths)]
+    kinds = _kinds(heads, paths)
     if packed and layout == "sharded":
         raise ValueError(
             f"layout='sharded': {paths[packed[0]]!r} is gzip-compressed; a global header's shards must be "
@@ -160,6 +160,35 @@ def _refuse_bodies(paths: list[str], kinds: list[Any], lone: list[int]) -> None:
         "cannot tell the layout. Say it: layout='sharded' (with the global header first, and header_bytes if the "
         "shards start with bytes to skip), or list only complete files (layout='files')"
     )
+
+
+_COUNT = slice(988, 992)  # n_count in a TRK header
+
+
+def _kinds(heads: list[bytes], paths: list[str]) -> list[TractogramHeader | str | CorruptTractogramError | None]:
+    """What every object is by its first bytes (:func:`_kind`), each distinct TRK header parsed once.
+
+    Shards written by one writer have headers that differ in ``n_count`` alone; parsing each one
+    (nibabel's affine and orientation checks, about 1 ms) would cost more than the rest of the
+    plan. A header equal to one already parsed in every byte but ``n_count`` is that header with
+    its own count (one that could not be parsed is parsed anew, so that its error names it).
+    """
+    parsed: dict[bytes, TractogramHeader] = {}
+    kinds: list[TractogramHeader | str | CorruptTractogramError | None] = []
+    for head, path in zip(heads, paths):
+        key = head[: _COUNT.start] + head[_COUNT.stop :] if len(head) == HEADER_SIZE else None
+        known = parsed.get(key) if key is not None else None
+        if known is not None:
+            count = int(np.frombuffer(head[_COUNT], dtype=known.fields["_endianness"] + "i4")[0])
+            if count >= 0:
+                fields = {**known.fields, "nb_streamlines": np.int32(count)}
+                kinds.append(replace(known, nb_streamlines=count or None, fields=fields))
+                continue
+        kind = _kind(head, path)
+        if key is not None and _is_header(kind):
+            parsed[key] = kind
+        kinds.append(kind)
+    return kinds
 
 
 def _kind(head: bytes, name: str) -> TractogramHeader | str | CorruptTractogramError | None:
