@@ -17,6 +17,7 @@ from nibabel.streamlines import TrkFile
 from s3fs.utils import FileExpired
 
 from dask_prefetch import read_tractogram
+from dask_prefetch.formats import CorruptTractogramError
 from dask_prefetch.testing import FaultProxy
 from dask_prefetch.testing.tractograms import synthetic_streamlines, upload_sharded
 
@@ -157,3 +158,25 @@ def test_a_glob_matching_a_prefix_names_it(proxied, raw_fs, tractogram):
     raw_fs.pipe(f"{BUCKET}/t/sub/x.trk", b"x")
     with pytest.raises(IsADirectoryError, match="t/sub"):
         read_tractogram(f"s3://{BUCKET}/t/*", storage_options=options, header_bytes=HEADER)
+
+
+def test_each_shard_keeps_its_own_count_when_headers_differ_in_nothing_else(proxied, raw_fs):
+    """Shard headers are parsed once per distinct header but n_count: each shard still has its own claim."""
+    counts = [1 + seed % 4 for seed in range(12)]
+    paths = upload_sharded(raw_fs, f"{BUCKET}/t/hydi", [synthetic_streamlines(n, seed) for seed, n in enumerate(counts)])
+    expected = nibabel_streamlines(raw_fs, paths)
+    options, _ = proxied
+    tg = read_tractogram(f"s3://{BUCKET}/t/*", storage_options=options)
+    assert [c for p in tg.partitions for c in p.shard_counts] == counts
+    assert_equal_to(tg, expected)
+    assert [len(c) for c in tg.map_chunks(lambda chunk: chunk.lengths).compute(**SYNC)] == counts
+
+
+def test_a_corrupt_count_among_shards_with_equal_headers_names_its_shard(proxied, raw_fs):
+    paths = upload_sharded(raw_fs, f"{BUCKET}/t/hydi", [synthetic_streamlines(2, seed) for seed in range(8)])
+    data = bytearray(raw_fs.cat_file(paths[5]))
+    data[988:992] = np.int32(-1).tobytes()
+    raw_fs.pipe(paths[5], bytes(data))
+    options, _ = proxied
+    with pytest.raises(CorruptTractogramError, match=r"hydi\.pt004.*n_count=-1"):
+        read_tractogram(f"s3://{BUCKET}/t/*", storage_options=options)
