@@ -20,7 +20,7 @@ from __future__ import annotations
 import abc
 import asyncio
 from dataclasses import dataclass
-from typing import Any, Protocol, Sequence
+from typing import Any, Mapping, Protocol, Sequence
 
 from fsspec.asyn import _run_coros_in_chunks
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
@@ -143,6 +143,38 @@ class RangeSource(abc.ABC):
             return info
 
         return await _run_coros_in_chunks([pin_one(p) for p in paths], batch_size=PIN_BATCH)
+
+    async def pin_listed(self, paths: Sequence[str], listed: Mapping[str, dict], retries: int) -> list[dict]:
+        """Every object's ``info``: from ``listed`` where a listing says all :meth:`version` needs, else asked for.
+
+        Parameters
+        ----------
+        paths
+            The objects.
+        listed
+            Entries of a listing just made (``fs.glob(..., detail=True)``), by name; objects not in
+            it are asked for.
+        retries
+            As for :meth:`pin`.
+
+        Returns
+        -------
+        list of dict
+            One ``info`` per path, in order, as :meth:`pin` would give it.
+
+        Raises
+        ------
+        FileNotFoundError, IsADirectoryError, OSError
+            As :meth:`pin`; ``IsADirectoryError`` also for a listed directory or prefix.
+
+        Notes
+        -----
+        This default takes nothing from the listing and asks for every object (:meth:`pin`): a
+        store's listing may carry another version token than its ``info`` (an mtime where ``info``
+        has an ETag), and reads compare tokens of ``info``. A source whose listings carry the very
+        tokens its reads check overrides this (:class:`~.s3.S3Source`).
+        """
+        return await self.pin(paths, retries)
 
 
 class BytesBody:

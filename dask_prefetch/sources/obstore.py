@@ -31,6 +31,7 @@ from s3fs.utils import FileExpired
 
 from .base import ObjectVersion, RangeSource
 from .errors import RETRYABLE_STATUSES, RangeNotHonouredError
+from .s3 import S3Source
 
 #: What ``pip`` installs for this source.
 INSTALL_HINT = "pip install 'dask-prefetch[obstore]'"
@@ -116,6 +117,10 @@ class ObstoreSource(RangeSource):
 
     def version(self, info: dict) -> tuple[str | None, str | None]:
         return info.get("ETag") or None, info.get("VersionId") or None
+
+    #: S3's listing gives what a HEAD through obstore would (the same quoted ETag and size): see
+    #: :meth:`S3Source.pin_listed <dask_prefetch.sources.s3.S3Source.pin_listed>`.
+    pin_listed = S3Source.pin_listed
 
     async def open_range(self, shard: ObjectVersion, start: int, stop: int) -> ObstoreBody:
         """Send the GET of object bytes ``start:stop`` and return its body, checked against the pinned version."""

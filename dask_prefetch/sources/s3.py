@@ -7,7 +7,7 @@ bucket is versioned), and its answer is checked to be exactly the range asked fo
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 from s3fs.utils import FileExpired
 
@@ -36,6 +36,39 @@ class S3Source(RangeSource):
 
     def version(self, info: dict) -> tuple[str | None, str | None]:
         return info.get("ETag") or None, info.get("VersionId") or None
+
+    async def pin_listed(self, paths: Sequence[str], listed: Mapping[str, dict], retries: int) -> list[dict]:
+        """Every object's size, ETag and VersionId, from the listing wherever that gives all three.
+
+        S3's listing (ListObjectsV2) gives each object's size and ETag, with no VersionId; a
+        version-aware filesystem lists with ListObjectVersions, whose entries carry it. Without
+        VersionIds, one listed object per bucket is asked for (HEAD): if it has none, the bucket
+        has never been versioned, so no object in it has one and each entry says all that a HEAD
+        would. Otherwise (versioning enabled or suspended) every object of that bucket is asked
+        for, as without a listing, so that reads stay pinned to the versions seen now. See
+        :meth:`RangeSource.pin_listed <dask_prefetch.sources.RangeSource.pin_listed>`.
+        """
+        entries: dict[str, dict] = {}
+        for path in paths:
+            entry = listed.get(path)
+            if entry is None:
+                continue
+            if entry.get("type") != "file":
+                raise IsADirectoryError(f"{path!r} is a directory or prefix, not an object")
+            if entry.get("ETag") and entry.get("size") is not None:
+                entries[path] = entry
+        probes: dict[str, str] = {}  # bucket -> the listed object asked for to tell whether it is versioned
+        for path, entry in entries.items():
+            if "VersionId" not in entry:
+                probes.setdefault(self.fs.split_path(path)[0], path)
+        infos = dict(zip(probes.values(), await self.pin(list(probes.values()), retries)))
+        versioned = {bucket for bucket, path in probes.items() if infos[path].get("VersionId") is not None}
+        for path, entry in entries.items():
+            if path not in infos and ("VersionId" in entry or self.fs.split_path(path)[0] not in versioned):
+                infos[path] = dict(entry)
+        missing = [p for p in paths if p not in infos]
+        infos.update(zip(missing, await self.pin(missing, retries)))
+        return [infos[p] for p in paths]
 
     async def open_range(self, shard: ObjectVersion, start: int, stop: int) -> Any:
         """Send the GET of object bytes ``start:stop`` and return its body stream, checked."""

@@ -11,7 +11,7 @@ balanced by bytes (:func:`contiguous_groups`).
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -35,13 +35,15 @@ class MixedDataWarning(UserWarning):
 class Plan:
     """How the objects are laid out: ``kind`` ``"files"`` or ``"sharded"``, the order to read them in
     (for ``"sharded"``, the global header first), the shards' ``header_bytes``, each object's
-    named data (files), and the n_count each shard's own header claims (shards detected by them)."""
+    named data (files), the n_count each shard's own header claims (shards detected by them), and
+    ``first_head``: the first bytes (at most 1000) of the object read first, when the plan read them."""
 
     kind: str
     order: list[int]
     header_bytes: int = 0
     data: tuple[Any, ...] = ()
     shard_counts: tuple[int, ...] = ()
+    first_head: bytes | None = None
 
 
 def plan_layout(
@@ -66,9 +68,18 @@ def plan_layout(
         _check_header_bytes(header_bytes, [p for i, p in enumerate(paths) if i != first], sizes)
         return Plan("sharded", [first] + [i for i in natural if i != first], header_bytes)
     heads = _heads(fs, paths, sizes, infos)
+    plan = _plan_from_heads(paths, sizes, heads, layout, header_bytes, one_glob)
+    return replace(plan, first_head=heads[plan.order[0]])
+
+
+def _plan_from_heads(
+    paths: list[str], sizes: list[int], heads: list[bytes], layout: str | None, header_bytes: int | None, one_glob: bool
+) -> Plan:
+    """The layout from every object's first bytes, ``heads`` (``header_bytes`` not stated, or 0)."""
+    natural = list(range(len(paths)))
     packed = [i for i, head in enumerate(heads) if is_gzip(head)]
     heads = [gunzip_prefix(h, HEADER_SIZE, p) if i in packed else h for i, (h, p) in enumerate(zip(heads, paths))]
-    kinds = [_kind(head, path) for head, path in zip(heads, paths)]
+    kinds = _kinds(heads, paths)
     if packed and layout == "sharded":
         raise ValueError(
             f"layout='sharded': {paths[packed[0]]!r} is gzip-compressed; a global header's shards must be "
@@ -149,6 +160,35 @@ def _refuse_bodies(paths: list[str], kinds: list[Any], lone: list[int]) -> None:
         "cannot tell the layout. Say it: layout='sharded' (with the global header first, and header_bytes if the "
         "shards start with bytes to skip), or list only complete files (layout='files')"
     )
+
+
+_COUNT = slice(988, 992)  # n_count in a TRK header
+
+
+def _kinds(heads: list[bytes], paths: list[str]) -> list[TractogramHeader | str | CorruptTractogramError | None]:
+    """What every object is by its first bytes (:func:`_kind`), each distinct TRK header parsed once.
+
+    Shards written by one writer have headers that differ in ``n_count`` alone; parsing each one
+    (nibabel's affine and orientation checks, about 1 ms) would cost more than the rest of the
+    plan. A header equal to one already parsed in every byte but ``n_count`` is that header with
+    its own count (one that could not be parsed is parsed anew, so that its error names it).
+    """
+    parsed: dict[bytes, TractogramHeader] = {}
+    kinds: list[TractogramHeader | str | CorruptTractogramError | None] = []
+    for head, path in zip(heads, paths):
+        key = head[: _COUNT.start] + head[_COUNT.stop :] if len(head) == HEADER_SIZE else None
+        known = parsed.get(key) if key is not None else None
+        if known is not None:
+            count = int(np.frombuffer(head[_COUNT], dtype=known.fields["_endianness"] + "i4")[0])
+            if count >= 0:
+                fields = {**known.fields, "nb_streamlines": np.int32(count)}
+                kinds.append(replace(known, nb_streamlines=count or None, fields=fields))
+                continue
+        kind = _kind(head, path)
+        if key is not None and _is_header(kind):
+            parsed[key] = kind
+        kinds.append(kind)
+    return kinds
 
 
 def _kind(head: bytes, name: str) -> TractogramHeader | str | CorruptTractogramError | None:

@@ -34,7 +34,7 @@ from fsspec.asyn import sync
 from fsspec.core import split_protocol, url_to_fs
 from fsspec.implementations.local import LocalFileSystem
 
-from .. import checks
+from .. import checks, config
 from ..checks import describe
 from ..fs.s3 import S3PrefetchFileSystem, check_paths, check_unique
 from ..fs.prefetch import PrefetchFileSystem
@@ -400,17 +400,12 @@ def read_tractogram(
         )
     chunk_bytes = None if chunk_size is None else checks.check_bytes(chunk_size, "chunk_size")
     fs, opener = _filesystem(path_list[0], storage_options, block_size, prefetch_storage)
-    expanded = []
-    for p in path_list:
-        found = sorted(fs.glob(p)) if any(c in p for c in "*?[") else [fs._strip_protocol(p)]
-        if not found:
-            raise FileNotFoundError(f"no file matches {p!r}")
-        expanded.extend(found)
+    expanded, listed = _expand(fs, path_list)
     check_unique(expanded, "paths" if len(expanded) == len(path_list) else "paths (globs expanded)")
     if any(is_trx_name(p) for p in expanded):
         return _trx_tractogram(fs, opener, expanded, storage_options, npartitions, chunk_bytes)
     try:
-        infos = _infos(fs, expanded)
+        infos = _infos(fs, expanded, listed)
     except IsADirectoryError:  # TRX directories (key prefixes holding header.json) are read as TRX
         if not all(is_trx_directory(fs, p) for p in expanded):
             raise
@@ -419,7 +414,8 @@ def read_tractogram(
     plan = plan_layout(fs, expanded, sizes, infos, layout, header_bytes, one_glob=len(path_list) == 1)
     order = plan.order
     expanded, sizes, infos = [expanded[i] for i in order], [sizes[i] for i in order], [infos[i] for i in order]
-    probe, packed = _probe(fs, expanded[0], sizes[0])
+    whole = plan.first_head is not None and len(plan.first_head) == sizes[0]  # e.g. the global header
+    probe, packed = _probe(fs, expanded[0], sizes[0], plan.first_head if whole else None)
     fmt = detect_format(probe, expanded[0])
     size = None if packed else sizes[0]  # of a compressed file: unknown until it is read
     if fmt == "trx":  # a zip by its magic, whatever its name
@@ -507,13 +503,40 @@ def _check_arguments(paths: list[str], storage_options: Any, block_size: Any, st
         checks.check_int(npartitions, "npartitions", minimum=1)
 
 
-def _infos(fs: Any, paths: list[str]) -> list[dict]:
-    """Sizes (and ETags), fetched concurrently from S3: one round trip, not one per shard.
+def _expand(fs: Any, paths: list[str]) -> tuple[list[str], dict[str, dict]]:
+    """The paths with globs expanded, in order, and (S3) what the listing said of each globbed object.
+
+    Raises ``FileNotFoundError`` for a glob that matches nothing.
+    """
+    detail = isinstance(fs, S3PrefetchFileSystem)  # sizes and ETags come with the listing (see _infos)
+    expanded: list[str] = []
+    listed: dict[str, dict] = {}
+    for p in paths:
+        if any(c in p for c in "*?["):
+            found = fs.glob(p, detail=detail)
+            if detail:
+                listed.update(found)
+            found = sorted(found)
+        else:
+            found = [fs._strip_protocol(p)]
+        if not found:
+            raise FileNotFoundError(f"no file matches {p!r}")
+        expanded.extend(found)
+    return expanded, listed
+
+
+def _infos(fs: Any, paths: list[str], listed: dict[str, dict]) -> list[dict]:
+    """Sizes and versions (S3: ETag, VersionId): from the listing, one request per object only where needed.
+
+    On S3 a globbed object's size and ETag come from the listing that found it; a path given
+    without a glob, and every object of a versioned bucket, is asked for, concurrently (see
+    :meth:`S3Source.pin_listed <dask_prefetch.sources.s3.S3Source.pin_listed>`). Other stores
+    are asked for every object (their listings may name other version tokens than their reads check).
 
     Raises ``FileNotFoundError`` for a missing file, ``IsADirectoryError`` for a directory or a prefix.
     """
     if isinstance(fs, S3PrefetchFileSystem):
-        return sync(fs.loop, fs._pin_objects, paths)
+        return sync(fs.loop, fs.source.pin_listed, paths, listed, config.get_int("retries", minimum=1))
     infos = [fs.info(p) for p in paths]
     for path, info in zip(paths, infos):
         if info.get("type") != "file":
@@ -521,9 +544,12 @@ def _infos(fs: Any, paths: list[str]) -> list[dict]:
     return infos
 
 
-def _probe(fs: Any, path: str, size: int) -> tuple[bytes, bool]:
-    """The first bytes of ``path`` (decompressed if gzip-compressed: enough for its header), and whether it is."""
-    probe = fs.cat_file(path, start=0, end=min(size, _PROBE_BYTES))
+def _probe(fs: Any, path: str, size: int, whole: bytes | None = None) -> tuple[bytes, bool]:
+    """The first bytes of ``path`` (decompressed if gzip-compressed: enough for its header), and whether it is.
+
+    ``whole``: the object's bytes if already read (a global header, while planning), not read again.
+    """
+    probe = whole if whole is not None else fs.cat_file(path, start=0, end=min(size, _PROBE_BYTES))
     if is_gzip(probe):
         text = gunzip_prefix(probe, MAX_HEADER, path)
         if text.startswith(TCK_MAGIC) and b"\nEND\n" not in text and size > len(probe):  # a long TCK header
