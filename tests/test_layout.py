@@ -18,10 +18,12 @@ def infos(sizes: list[int]) -> list[dict]:
     header=st.integers(0, 50),
     block=st.integers(1, 3000),
     part=st.integers(1, 3000),
+    reader_start=st.integers(0, 30000),
+    start_parts=st.integers(1, 20),
 )
-def test_blocks_tile_the_logical_file(sizes, header, block, part):
+def test_blocks_tile_the_logical_file(sizes, header, block, part, reader_start, start_parts):
     sizes = [sizes[0]] + [max(s, header) for s in sizes[1:]]
-    layout = Layout.from_objects(infos(sizes), header, block, part)
+    layout = Layout.from_objects(infos(sizes), header, block, part, reader_start=reader_start, start_parts=start_parts)
     assert layout.size == sizes[0] + sum(s - header for s in sizes[1:])
     position = 0
     for i, b in enumerate(layout.blocks):
@@ -58,3 +60,13 @@ def test_header_larger_than_a_shard_is_refused():
 def test_negative_header_is_refused():
     with pytest.raises(ValueError, match="header_bytes"):
         Layout.from_objects(infos([10]), -1, 1024, 1024)
+
+
+def test_the_readers_first_block_comes_in_parts_over_every_connection():
+    MiB = 2**20
+    layout = Layout.from_objects(infos([40 * MiB]), 0, 32 * MiB, 8 * MiB, reader_start=33 * MiB, start_parts=16)
+    first, second = layout.blocks  # the reader starts in the second block (7 + 1 MiB)
+    assert [p.length for p in first.parts] == [8 * MiB] * 4  # ahead of nothing: prefetched as usual
+    assert len(second.parts) == 16 and {p.length for p in second.parts} == {MiB // 2}
+    tiny = Layout.from_objects(infos([MiB]), 0, 32 * MiB, 8 * MiB, start_parts=16)
+    assert [p.length for p in tiny.blocks[0].parts] == [256 * 1024] * 4  # never below MIN_START_PART

@@ -55,6 +55,10 @@ class Block:
         return self.stop - self.start
 
 
+#: Smallest part the reader's first block is split into (see :class:`Layout`).
+MIN_START_PART = 256 * 1024
+
+
 class Layout:
     """The logical file: shards laid end to end, cut into blocks and parts.
 
@@ -69,9 +73,22 @@ class Layout:
     cuts
         Logical offsets where a block must start (the grid of ``block_size`` blocks restarts
         there), e.g. the bounds of the one byte range a reader wants.
+    reader_start, start_parts
+        The block holding logical byte ``reader_start`` (where the reader begins) is fetched as up to
+        ``start_parts`` parts of at least :data:`MIN_START_PART` bytes: nothing was prefetched for
+        it, so its bytes come over that many connections at once instead of a few large GETs in
+        a row (8 MiB at 40 MiB/s per connection: ~0.25 s as one GET, ~0.06 s as 16).
     """
 
-    def __init__(self, shards: Sequence[Shard], block_size: int, part_size: int, cuts: Sequence[int] = ()) -> None:
+    def __init__(
+        self,
+        shards: Sequence[Shard],
+        block_size: int,
+        part_size: int,
+        cuts: Sequence[int] = (),
+        reader_start: int = 0,
+        start_parts: int = 1,
+    ) -> None:
         if block_size <= 0 or part_size <= 0:
             raise ValueError(f"block_size and part_size must be positive, got {block_size}, {part_size}")
         self.shards = tuple(shards)
@@ -88,9 +105,10 @@ class Layout:
                 last = min(first + block_size, shard.size)
                 if after < len(cut_at):
                     last = min(last, first + cut_at[after] - start)
-                parts = tuple(
-                    Part(p, min(p + part_size, last), p - first) for p in range(first, last, part_size)
-                )
+                size = part_size
+                if start_parts > 1 and start <= reader_start < start + last - first:  # the reader's first block
+                    size = min(part_size, max(MIN_START_PART, -(-(last - first) // start_parts)))
+                parts = tuple(Part(p, min(p + size, last), p - first) for p in range(first, last, size))
                 blocks.append(Block(len(blocks), shard, start, start + last - first, parts))
                 first = last
         self.blocks = tuple(blocks)
@@ -111,12 +129,15 @@ class Layout:
         part_size: int,
         version: Callable[[dict], tuple[str | None, str | None]] | None = None,
         cuts: Sequence[int] = (),
+        reader_start: int = 0,
+        start_parts: int = 1,
     ) -> "Layout":
         """Build from fsspec ``info`` dicts: the first read whole, later ones from ``header_bytes``.
 
         ``version(info)`` gives each object's ``(version token, version id)`` (the source's
         :meth:`~dask_prefetch.sources.RangeSource.version`; default: S3's ``ETag`` and ``VersionId``);
-        ``cuts`` are logical offsets where a block must start.
+        ``cuts`` are logical offsets where a block must start; ``reader_start`` and ``start_parts``
+        as for the constructor.
 
         Raises
         ------
@@ -137,4 +158,4 @@ class Layout:
             shard = Shard(info["name"], size, token, version_id, skip, offset)
             shards.append(shard)
             offset += shard.length
-        return cls(shards, block_size, part_size, cuts)
+        return cls(shards, block_size, part_size, cuts, reader_start, start_parts)

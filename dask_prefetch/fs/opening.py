@@ -210,7 +210,14 @@ class PrefetchOpening:
         end = open_kwargs.get("end")
         cuts = () if end is None else (offset, end)
         layout = Layout.from_objects(
-            infos, open_kwargs["header_bytes"], settings.block_bytes, settings.part_bytes, source.version, cuts
+            infos,
+            open_kwargs["header_bytes"],
+            settings.block_bytes,
+            settings.part_bytes,
+            source.version,
+            cuts,
+            reader_start=offset,
+            start_parts=settings.concurrency,  # the first block over every connection at once
         )
         largest = max((b.length for b in layout.blocks), default=0)
         if disk_bytes(largest) > tiers.largest_budget:
