@@ -17,6 +17,7 @@ import os
 os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
 
 import importlib  # noqa: E402
+import socket  # noqa: E402
 import sys  # noqa: E402
 import uuid  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
@@ -113,6 +114,18 @@ class TestPrefetchOverGCS(PrefetchFileSystemContract):
     @pytest.fixture
     def store(self, gcs_server, tiers):
         return contract_store(gcs_cloud(gcs_server), tiers)
+
+
+@pytest.mark.parametrize("server_class", [LocalAzuriteServer, LocalGCSServer])
+def test_a_server_stops_with_its_context_and_its_port_closes(server_class) -> None:
+    with server_class() as server:
+        port, process = server.port, server._proc
+        assert server.running and f":{port}" in repr(server)
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    assert not server.running and process.poll() is not None and "stopped" in repr(server)
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    server.stop()  # idempotent
 
 
 def nib_bytes(name: str) -> bytes:

@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import os
 import re
-import selectors
 import shutil
 import subprocess
 import tempfile
-import threading
 import time
 import weakref
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -141,21 +139,21 @@ class LocalAzuriteServer:
             "--extentMemoryLimit", str(self.memory_limit_mb),
             "--disableTelemetry",
             "--skipApiVersionCheck",  # whatever azure-storage-blob version adlfs brings
-            "--loose",
             "--silent",
         ]  # fmt: skip
+        log = tempfile.TemporaryFile()  # noqa: SIM115 (lives as long as the child): a pipe would need draining
         proc = subprocess.Popen(
             args,
             cwd=workdir,
             stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
+            stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # Ctrl-C goes to us; we stop the child
         )
         self._proc = proc
-        self._finalizer = weakref.finalize(self, _stop, proc, workdir)
+        self._finalizer = weakref.finalize(self, _stop, proc, log, workdir)
         try:
-            self._url = _read_url(proc, time.monotonic() + self.start_timeout)
+            self._url = _read_url(proc, log, time.monotonic() + self.start_timeout)
         except RuntimeError:
             self.stop()
             raise
@@ -190,50 +188,27 @@ class LocalAzuriteServer:
         return f"<LocalAzuriteServer {self._url or 'stopped'}>"
 
 
-def _read_url(proc: subprocess.Popen[bytes], deadline: float) -> str:
-    """Read Azurite's output until it says where it listens; then stop reading it."""
-    assert proc.stdout is not None
-    fd, out = proc.stdout.fileno(), b""
-    with selectors.DefaultSelector() as sel:
-        sel.register(fd, selectors.EVENT_READ)
-        while True:
-            match = _LISTENING.search(out.decode(errors="replace"))
-            if match:
-                break
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise RuntimeError(f"Azurite did not listen in time; it said:\n{out.decode(errors='replace')[-4000:]}")
-            if sel.select(remaining):
-                chunk = os.read(fd, 4096)
-                if not chunk:
-                    code = proc.wait()
-                    raise RuntimeError(f"Azurite exited ({code}) before listening:\n{out.decode(errors='replace')}")
-                out += chunk
-    # --silent: no access log follows; drain what does come so a full pipe never blocks it.
-    _drain(proc.stdout)
-    return match[1]
+def _read_url(proc: subprocess.Popen[bytes], log: IO[bytes], deadline: float) -> str:
+    """Poll Azurite's output (a file) until it says where it listens."""
+    while True:
+        log.seek(0)
+        said = log.read().decode(errors="replace")
+        match = _LISTENING.search(said)
+        if match:
+            return match[1]
+        if proc.poll() is not None:
+            raise RuntimeError(f"Azurite exited ({proc.returncode}) before listening:\n{said[-4000:]}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"Azurite did not listen in time; it said:\n{said[-4000:]}")
+        time.sleep(0.02)
 
 
-def _drain(pipe: Any) -> None:
-    """Read a child's remaining output in a daemon thread and drop it."""
-
-    def drain() -> None:
-        try:
-            while pipe.read(65536):
-                pass
-        except (OSError, ValueError):  # closed by _stop
-            pass
-
-    threading.Thread(target=drain, daemon=True, name="azurite-output").start()
-
-
-def _stop(proc: subprocess.Popen[bytes], workdir: str) -> None:
+def _stop(proc: subprocess.Popen[bytes], log: IO[bytes], workdir: str) -> None:
     proc.terminate()
     try:
         proc.wait(5)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait(5)
-    if proc.stdout is not None:
-        proc.stdout.close()
+    log.close()
     shutil.rmtree(workdir, ignore_errors=True)
