@@ -18,6 +18,7 @@ demo: install
 	$(PY) -m dask_prefetch demo
 
 test: install
+	$(PY) -c "from dask_prefetch.testing.azurite import ensure_installed; ensure_installed()"  # npm, once per machine
 	$(PY) -m pytest -q
 
 bench: install

@@ -82,7 +82,8 @@ def write_synthetic_trx(path: Path, size_mib: float, storage: str, seed: int = 0
     seq = ArraySequence()
     seq._data, seq._offsets, seq._lengths = points, offsets, lengths
     fa = ArraySequence()
-    fa._data, fa._offsets, fa._lengths = (np.linalg.norm(points, axis=1, keepdims=True) / 100).astype(np.float32), offsets, lengths
+    fa._data = (np.linalg.norm(points, axis=1, keepdims=True) / 100).astype(np.float32)
+    fa._offsets, fa._lengths = offsets, lengths
     tractogram = Tractogram(seq, affine_to_rasmm=np.eye(4))
     tractogram.data_per_point["fa"] = fa
     tractogram.data_per_streamline["weight"] = rng.random((len(lengths), 1)).astype(np.float32)
@@ -153,11 +154,13 @@ def main(argv: list[str] | None = None) -> dict:
             raw.put(str(local), key)
             sizes[storage] = local.stat().st_size
             local.unlink()
-        print(f"TRX of {args.size_mib:g} MiB of arrays ({', '.join(f'{s}: {n / MiB:.0f} MiB' for s, n in sizes.items())});"
+        stored = ", ".join(f"{s}: {n / MiB:.0f} MiB" for s, n in sizes.items())
+        print(f"TRX of {args.size_mib:g} MiB of arrays ({stored});"
               f" WAN: {args.latency * 1000:g} ms first byte, {args.bandwidth_mib:g} MiB/s per connection; "
               f"{os.cpu_count()} CPUs")
         methods = {
-            "dask_prefetch (default partitions)": lambda s: with_dask_prefetch(f"s3://{BUCKET}/{s}.trx", wan, args, None),
+            "dask_prefetch (default partitions)": lambda s: with_dask_prefetch(
+                f"s3://{BUCKET}/{s}.trx", wan, args, None),
             f"dask_prefetch (npartitions={args.npartitions})": lambda s: with_dask_prefetch(
                 f"s3://{BUCKET}/{s}.trx", wan, args, args.npartitions),
             "s3fs + trx-python": lambda s: with_s3fs_then_trx_python(f"{BUCKET}/{s}.trx", wan),

@@ -148,7 +148,8 @@ def test_bad_array_names_and_headers():
     with pytest.raises(CorruptTractogramError, match="not JSON"):
         parse_header(b"{nope", "x.trx")
     with pytest.raises(CorruptTractogramError, match="no NB_VERTICES field"):
-        parse_header(json.dumps({"VOXEL_TO_RASMM": np.eye(4).tolist(), "DIMENSIONS": [1, 2, 3], "NB_STREAMLINES": 1}).encode(), "x")
+        no_vertices = {"VOXEL_TO_RASMM": np.eye(4).tolist(), "DIMENSIONS": [1, 2, 3], "NB_STREAMLINES": 1}
+        parse_header(json.dumps(no_vertices).encode(), "x")
     with pytest.raises(CorruptTractogramError, match="NB_STREAMLINES must be an integer"):
         parse_header(
             json.dumps({"VOXEL_TO_RASMM": np.eye(4).tolist(), "DIMENSIONS": [1, 2, 3], "NB_VERTICES": 3,
@@ -215,7 +216,8 @@ def test_reading_rows_of_a_truncated_stored_member():
     m = member("positions.3.float32", 120, source="x", start=0, stored=120)
     with pytest.raises(CorruptTractogramError, match="truncated"):
         read_rows(io.BytesIO(b"\0" * 100), m, 0, 10, "x.trx")
-    np.testing.assert_array_equal(read_rows(io.BytesIO(np.arange(6, dtype="<f4").tobytes()), m, 4, 6, "x"), [[0, 1, 2], [3, 4, 5]])
+    rows = read_rows(io.BytesIO(np.arange(6, dtype="<f4").tobytes()), m, 4, 6, "x")
+    np.testing.assert_array_equal(rows, [[0, 1, 2], [3, 4, 5]])
 
 
 def test_a_gzipped_zip_is_refused(tmp_path, good):

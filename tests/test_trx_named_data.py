@@ -1,4 +1,4 @@
-"""Named data (#14 item 2) on TRK too: nibabel's data_per_point / data_per_streamline names, on chunks and collections."""
+"""Named data (#14 item 2) on TRK too: nibabel's data_per_point / data_per_streamline names, chunks and collections."""
 
 from __future__ import annotations
 
@@ -53,14 +53,15 @@ def test_trk_collections_by_name(tmp_path):
 
 
 def test_joining_chunks_that_name_their_data_differently_is_refused():
-    a = StreamlineChunk(np.zeros((2, 3), np.float32), np.array([2]), np.zeros((2, 1), np.float32), scalar_fields=(("fa", 1),))
-    b = StreamlineChunk(np.zeros((2, 3), np.float32), np.array([2]), np.zeros((2, 1), np.float32), scalar_fields=(("md", 1),))
+    points, lengths, scalars = np.zeros((2, 3), np.float32), np.array([2]), np.zeros((2, 1), np.float32)
+    a = StreamlineChunk(points, lengths, scalars, scalar_fields=(("fa", 1),))
+    b = StreamlineChunk(points, lengths, scalars, scalar_fields=(("md", 1),))
     with pytest.raises(ValueError, match="scalar_fields differ"):
         StreamlineChunk.concat([a, b])
     joined = StreamlineChunk.concat([a, a])
     assert joined.data_per_point["fa"].shape == (4, 1) and np.shares_memory(joined.data_per_point["fa"], joined.scalars)
     with pytest.raises(ValueError, match="do not match"):
-        StreamlineChunk(np.zeros((2, 3), np.float32), np.array([2]), np.zeros((2, 1), np.float32), scalar_fields=(("c", 3),))
+        StreamlineChunk(points, lengths, scalars, scalar_fields=(("c", 3),))
 
 
 def test_the_head_of_a_chunk_keeps_its_named_data():
@@ -72,5 +73,6 @@ def test_the_head_of_a_chunk_keeps_its_named_data():
     assert sorted(head.data_per_point) == ["colors", "extra", "fa"]
     np.testing.assert_array_equal(head.data_per_point["colors"], chunk.data_per_point["colors"][:n])
     np.testing.assert_array_equal(head.data_per_point["extra"][:, 0], np.arange(n))
-    np.testing.assert_array_equal(head.data_per_streamline["mean_torsion"], chunk.data_per_streamline["mean_torsion"][:2])
+    torsion = chunk.data_per_streamline["mean_torsion"]
+    np.testing.assert_array_equal(head.data_per_streamline["mean_torsion"], torsion[:2])
     assert np.shares_memory(head.data_per_point["fa"], head.scalars)

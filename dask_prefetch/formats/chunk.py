@@ -122,7 +122,8 @@ class StreamlineChunk:
                 continue
             named, first = dict(getattr(self, kind)), 0
             if flat is None or flat.shape[1] != sum(k for _, k in fields):
-                raise ValueError(f"{kind} fields {fields} do not match {None if flat is None else flat.shape[1]} columns")
+                have = None if flat is None else flat.shape[1]
+                raise ValueError(f"{kind} fields {fields} do not match {have} columns")
             for name, k in fields:
                 named.setdefault(name, flat[:, first : first + k])  # a view: no copy
                 first += k

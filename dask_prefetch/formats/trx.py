@@ -201,9 +201,11 @@ class TrxContents:
         for m in members:
             place = found.setdefault(m.kind, {})
             if m.key in place:
-                raise CorruptTractogramError(name, m.start, f"two arrays for {m.kind} {m.key!r}: {place[m.key].name!r} and {m.name!r}")
+                twice = f"two arrays for {m.kind} {m.key!r}: {place[m.key].name!r} and {m.name!r}"
+                raise CorruptTractogramError(name, m.start, twice)
             if m.nbytes % m.row_bytes:
-                raise CorruptTractogramError(name, m.start, f"{m.name!r} holds {m.nbytes} bytes: not whole rows of {m.row_bytes}")
+                rows = f"{m.name!r} holds {m.nbytes} bytes: not whole rows of {m.row_bytes}"
+                raise CorruptTractogramError(name, m.start, rows)
             place[m.key] = m
 
         def bad(m: TrxMember, problem: str) -> CorruptTractogramError:
@@ -219,7 +221,8 @@ class TrxContents:
             if positions.columns != 3 or np.dtype(positions.dtype).kind != "f":
                 raise bad(positions, "positions must be 3 columns of float16, float32 or float64")
             if positions.rows != n_vertices:
-                raise bad(positions, f"header.json says NB_VERTICES={n_vertices} but positions holds {positions.rows} vertices")
+                held = f"positions holds {positions.rows} vertices"
+                raise bad(positions, f"header.json says NB_VERTICES={n_vertices} but {held}")
         if offsets is not None:
             if offsets.columns != 1 or np.dtype(offsets.dtype).kind != "u":
                 raise bad(offsets, "offsets must be one column of an unsigned integer type (uint32, uint64)")
@@ -325,10 +328,12 @@ def lengths(bounds: np.ndarray, first_vertex: int | None, name: str, at: int, n_
     steps = np.diff(bounds)
     if (steps < 0).any():
         i = int(np.argmax(steps < 0))
-        raise CorruptTractogramError(name, at, f"offsets decrease after entry {i} of this run ({bounds[i]} > {bounds[i + 1]})")
+        told = f"offsets decrease after entry {i} of this run ({bounds[i]} > {bounds[i + 1]})"
+        raise CorruptTractogramError(name, at, told)
     if bounds[-1] > n_vertices:
         raise CorruptTractogramError(name, at, f"offset {bounds[-1]} past NB_VERTICES={n_vertices}")
     if first_vertex is not None and bounds[0] != first_vertex:
-        raise CorruptTractogramError(name, at, f"offset {bounds[0]} where {first_vertex} was read before: the object changed")
+        told = f"offset {bounds[0]} where {first_vertex} was read before: the object changed"
+        raise CorruptTractogramError(name, at, told)
     return steps
 

@@ -88,7 +88,8 @@ def read_directory(fileobj: BinaryIO, name: str, wanted: tuple[str, ...] = ("hea
                     raise CorruptTractogramError(
                         name, info.header_offset, f"stored member {info.filename!r} has two sizes"
                     )
-                entries.append(ZipEntry(info.filename, info.header_offset, info.compress_size, info.file_size, deflated))
+                entry = ZipEntry(info.filename, info.header_offset, info.compress_size, info.file_size, deflated)
+                entries.append(entry)
             names = {info.filename for info in infos}
             small = {w: zf.read(w) for w in wanted if w in names}
     except zipfile.BadZipFile as e:  # also a zip cut short: its end of central directory is gone
@@ -108,7 +109,9 @@ def data_start(local_header: bytes, entry: ZipEntry, name: str) -> int:
     """
     if len(local_header) < LOCAL_HEADER_SIZE or not local_header.startswith(ZIP_MAGIC):
         raise CorruptTractogramError(
-            name, entry.header_offset, f"no local file header for member {entry.name!r} where the central directory says"
+            name,
+            entry.header_offset,
+            f"no local file header for member {entry.name!r} where the central directory says",
         )
     name_length, extra_length = _NAME_AND_EXTRA.unpack_from(local_header, 26)
     return entry.header_offset + LOCAL_HEADER_SIZE + name_length + extra_length

@@ -23,10 +23,13 @@ from .base import BytesBody, ObjectVersion, RangeSource
 from .errors import RangeNotHonouredError, naming
 
 #: ``info`` keys that identify a version, in order of preference (the first present is used).
+#: GCS's ``generation`` comes first: it names the object's bytes, while its ``etag`` also changes
+#: with metadata (and fake-gcs-server's is the MD5, the same for a rewrite with the same bytes).
+#: Azure (adlfs) gives ``etag``, new on every write; ``last_modified`` there has whole seconds.
 VERSION_KEYS = (
+    "generation",
     "ETag",
     "etag",
-    "generation",
     "version_id",
     "VersionId",
     "mtime",

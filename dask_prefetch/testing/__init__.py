@@ -1,6 +1,7 @@
-"""Local stand-ins for S3 used by the tests and benchmarks.
+"""Local stand-ins for S3, GCS and Azure used by the tests and benchmarks.
 
-Imports are lazy, and moto is only ever imported by the S3 server's child process.
+Imports are lazy, and moto is only ever imported by the S3 server's child process; GCS is
+fake-gcs-server (:class:`LocalGCSServer`), Azure is Azurite (:class:`LocalAzuriteServer`).
 """
 
 from __future__ import annotations
@@ -8,11 +9,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .azurite import LocalAzuriteServer
     from .faults import FaultProxy
+    from .gcs import LocalGCSServer
     from .s3server import LocalS3Server
     from .wan import WanProxy
 
-__all__ = ["FaultProxy", "LocalS3Server", "WanProxy"]
+__all__ = ["FaultProxy", "LocalAzuriteServer", "LocalGCSServer", "LocalS3Server", "WanProxy"]
 
 
 def __getattr__(name: str) -> Any:
@@ -29,4 +32,12 @@ def __getattr__(name: str) -> Any:
         from .faults import FaultProxy
 
         return FaultProxy
+    if name == "LocalAzuriteServer":
+        from .azurite import LocalAzuriteServer
+
+        return LocalAzuriteServer
+    if name == "LocalGCSServer":
+        from .gcs import LocalGCSServer
+
+        return LocalGCSServer
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

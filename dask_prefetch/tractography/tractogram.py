@@ -485,16 +485,24 @@ def _trx_tractogram(
 def _filesystem(first: str, storage_options: Any, block_size: Any, prefetch_storage: Any) -> tuple[Any, Opener]:
     """The filesystem ``first`` lives on, and the :class:`Opener` that makes tasks read from that one.
 
-    Raises ``ImportError`` naming what to install when the protocol's implementation is missing.
+    Raises ``ImportError`` naming the pip package to install when the protocol's implementation
+    cannot be imported (``abfs:// needs adlfs: pip install adlfs``).
     """
     try:
         fs, _ = url_to_fs(first, **(storage_options or {}))
     except ImportError as e:
-        protocol = split_protocol(first)[0]
-        raise ImportError(
-            f"read_tractogram cannot read {protocol}:// paths such as {first!r}: {e} (fsspec's "
-            f"implementation of {protocol!r} needs that package)"
-        ) from e
+        from fsspec.registry import known_implementations
+
+        protocol = split_protocol(first)[0] or "file"
+        failed = e.__cause__ if isinstance(e.__cause__, ImportError) else e  # fsspec re-raises with its own text
+        missing = (getattr(failed, "name", None) or "").split(".")[0]  # the module that would not import
+        package = known_implementations.get(protocol, {}).get("class", "").split(".")[0]  # e.g. "adlfs"
+        if package in ("", "fsspec"):  # fsspec's own implementation, needing a third-party module
+            package = missing
+        extra = {"adlfs": "azure", "gcsfs": "gcs"}.get(package)
+        install = f"pip install {package}" + (f" (or 'dask-prefetch[{extra}]')" if extra else "")
+        needs = f"{protocol}:// needs {package}: {install}" if package else f"{protocol}:// needs a package"
+        raise ImportError(f"read_tractogram cannot read {protocol}:// paths such as {first!r}: {needs} ({failed})") from e
     if "s3" in fs.protocol:
         fs = S3PrefetchFileSystem(**(storage_options or {}))
         fs.invalidate_cache()  # list what is there now, not what a cached instance saw earlier

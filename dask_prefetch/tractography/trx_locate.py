@@ -78,7 +78,8 @@ def locate_trx(fs: Any, path: str, info: dict) -> TrxContents:
         entries = [e for e in entries if member(e.name, e.size) is not None]  # names checked before any read
         locals_ = [f.cached(e.header_offset, e.header_offset + LOCAL_HEADER_SIZE) for e in entries]
     missing = [i for i, local in enumerate(locals_) if local is None]
-    fetched = _fetch(fs, path, [(entries[i].header_offset, entries[i].header_offset + LOCAL_HEADER_SIZE) for i in missing])
+    wanted = [(entries[i].header_offset, entries[i].header_offset + LOCAL_HEADER_SIZE) for i in missing]
+    fetched = _fetch(fs, path, wanted)
     for i, local in zip(missing, fetched):
         locals_[i] = local
     members = []
@@ -86,7 +87,8 @@ def locate_trx(fs: Any, path: str, info: dict) -> TrxContents:
         start = data_start(local, entry, path)
         if start + entry.compressed > size:
             raise CorruptTractogramError(path, start, f"member {entry.name!r} ends past the zip: truncated")
-        found = member(entry.name, entry.size, source=path, start=start, stored=entry.compressed, deflated=entry.deflated)
+        where = dict(source=path, start=start, stored=entry.compressed, deflated=entry.deflated)
+        found = member(entry.name, entry.size, **where)
         members.append(found)
     return TrxContents.build(path, header, [m for m in members if m is not None])
 

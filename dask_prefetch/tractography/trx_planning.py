@@ -225,7 +225,8 @@ def trx_groups(plan: TrxPlan, opener: Opener) -> dict[str, da.Array]:
     for key, entries in plan.groups.items():
         arrays = []
         for c, m, first in entries:
-            pinned = [dict(zip(("name", "size", "ETag", "VersionId"), plan.pins[m.source]))] if m.source in plan.pins else None
+            pin = plan.pins.get(m.source)
+            pinned = None if pin is None else [dict(zip(("name", "size", "ETag", "VersionId"), pin))]
             task = dask.delayed(read_group, pure=True)(opener, m, pinned, c.name, first)
             arrays.append(da.from_delayed(task, shape=(m.rows,), dtype=np.int64))
         out[key] = da.concatenate(arrays) if len(arrays) > 1 else arrays[0]
