@@ -1,4 +1,4 @@
-# Two commands for a fresh machine (python3 >= 3.10 and PyPI access are all they need):
+# Two commands for a fresh machine (python3 >= 3.10 with PyPI access; `make test` also runs npm once, for Azurite):
 #   make demo   - the main job on the embedded default: local S3 server, sample data, LocalCluster
 #   make test   - the test suite (what CI runs)
 VENV ?= .venv
