@@ -206,7 +206,7 @@ def test_the_prefetch_protocol_over_s3_follows_the_s3_client_setting(storage_opt
 
     raw_fs.pipe(f"{BUCKET}/k", b"payload")
     with dask.config.set({"dask-prefetch.s3-client": "obstore"}):
-        fs = fsspec.filesystem("prefetch", target_protocol="s3", target_options=storage_options)
+        fs = fsspec.filesystem("prefetch", target_protocol="s3", target_options=storage_options, skip_instance_cache=True)
         assert isinstance(fs.source, ObstoreSource)
         with fs.open(f"{BUCKET}/k") as f:
             assert f.read() == b"payload"
