@@ -111,7 +111,7 @@ class Tracer:
             The title's first line; the second always says what the picture is: one traced read in
             this process (not a cluster job, whose tasks each read their own partition).
         layout
-            The traced file's :class:`~dask_prefetch.layout.Layout` (``f.layout``): rows are then
+            The traced file's :class:`~dask_prefetch.engine.layout.Layout` (``f.layout``): rows are then
             grouped by shard, with a line and the shard's name at each boundary. Boundaries between
             traced files are marked in any case.
 

@@ -158,7 +158,7 @@ class Warmup(NamedTuple):
     """What :func:`warm` did."""
 
     seconds: float
-    how: str  # "compiled" (and cached), "loaded" (from numba's cache), "ready" (already in this process), "off", "unavailable"
+    how: str  # "compiled" (and cached), "loaded" (numba's cache), "ready" (already here), "off", "unavailable"
     cache_dir: str | None  # where numba keeps them (None: not cached)
 
 
