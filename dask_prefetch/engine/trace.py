@@ -142,8 +142,8 @@ class Tracer:
                 ax.plot(life.ended, row, "kx")
         for row, name in self._boundaries(lives, layout):
             ax.axhline(row - 0.5, color="0.4", linewidth=0.8, linestyle="--", gid="shard-boundary")
-            ax.annotate(name, (1.0, row - 0.5), xycoords=("axes fraction", "data"), xytext=(-4, -2),
-                        textcoords="offset points", ha="right", va="top", fontsize="x-small", color="0.3")  # fmt: skip
+            ax.annotate(name, (1.0, row - 0.5), xycoords=("axes fraction", "data"), xytext=(4, 0),
+                        textcoords="offset points", ha="left", va="center", fontsize="x-small", color="0.3")  # fmt: skip
         rows = {(life.file, life.block): row for row, life in enumerate(lives)}
         for start, stop, file, block in self.stalls():
             row = rows.get((file, block))
@@ -156,7 +156,7 @@ class Tracer:
         ax.set_xlabel("seconds")
         ax.set_ylabel("block (in request order)")
         ax.invert_yaxis()
-        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=3, fontsize="small")  # the right: shard names
         what = self.files[0] if len(self.files) == 1 else f"{len(self.files)} files"
         ax.set_title(f"{title or what}\none traced read in a single process (not a cluster job)", fontsize="medium")
         fig.tight_layout()
