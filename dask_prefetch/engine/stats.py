@@ -52,7 +52,8 @@ def job_stats(before: Mapping[str, EngineStats], after: Mapping[str, EngineStats
 
     The counters are cumulative per process (as are the workers' metrics and Prometheus counters);
     their difference is what the job in between did. A worker that joined in between counts from
-    zero; one that left is not counted.
+    zero; one that left is not counted. The totals are per process: on a cluster whose workers
+    share one process (``LocalCluster(processes=False)``) take one worker's entry, not their sum.
 
     Examples
     --------
