@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -61,7 +62,7 @@ def test_stats_counts_a_sharded_tractogram_on_s3(raw_fs, aws_env, capsys, tmp_pa
     out, err = capsys.readouterr()
     assert code == 0, err
     assert f"{n:,} streamlines, {points:,} points" in out
-    assert "prefetch: 3 streams" in out and "bounding box (mm)" in out
+    assert "prefetch, this job only: 3 streams" in out and "bounding box (mm)" in out
 
 
 def test_errors_are_one_clear_line_and_a_non_zero_exit(aws_env, capsys):
@@ -86,6 +87,20 @@ def test_demo_runs_the_main_job_on_the_embedded_default(tmp_path):
     assert "streamlines" in result.stdout and "same counts" in result.stdout
     assert "Traceback" not in result.stderr
     assert png.read_bytes()[:4] == b"\x89PNG"
+    lines = result.stdout.splitlines()
+    # What was simulated, then the warm-up on a line of its own (untimed), then the timed job, then the headline.
+    setting = next(i for i, x in enumerate(lines) if x.startswith("setting: "))
+    assert "2 TRK shards" in lines[setting] and "no WAN" in lines[setting]
+    assert "2 workers x 1 threads" in lines[setting]
+    warm = next(i for i, x in enumerate(lines) if x.startswith("warm-up, not timed: TRK kernels "))
+    assert "LocalCluster + plugins" in lines[warm] and "store clients" in lines[warm]
+    assert re.search(r"workers' kernels: (loaded from numba's cache|compiled)", lines[warm]), lines[warm]
+    job = next(i for i, x in enumerate(lines) if x.startswith("dask_prefetch ("))
+    head = next(i for i, x in enumerate(lines) if x.startswith("headline: nibabel over plain s3fs took "))
+    assert setting < warm < job < head
+    assert "warm-up excluded from both" in lines[head] and "README has no figure for this setting" in lines[head]
+    timeline = next(x for x in lines if x.startswith("timeline of one traced read in this process"))
+    assert "not the cluster job" in timeline
 
 
 @pytest.mark.parametrize("example", ["quickstart.py", "one_big_object.py", "cluster_length_histogram.py"])

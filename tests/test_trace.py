@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from conftest import MiB, put_shards
 
 from dask_prefetch.engine.trace import Tracer, current_tracer
@@ -41,3 +42,24 @@ def test_a_forward_seek_evicts_the_blocks_it_skips_and_the_plot_is_written(fs, r
     png = tmp_path / "timeline.png"
     trace.plot(str(png))
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_plot_marks_shard_boundaries_and_says_it_is_one_single_process_read(fs, raw_fs, tiers):
+    pytest.importorskip("matplotlib")
+    paths = put_shards(raw_fs, [300_000, 600_000, 200_000])
+    with Tracer() as trace, fs.open(paths, block_size=256 * 1024, prefetch_storage=tiers(1)) as f:
+        while f.read(100_000):
+            pass
+        layout = f.layout
+    figure = trace.plot(layout=layout)
+    ax = figure.axes[0]
+    boundaries = [line for line in ax.get_lines() if line.get_gid() == "shard-boundary"]
+    rows = [line.get_ydata()[0] for line in boundaries]
+    # 2 + 3 + 1 blocks: shards start at rows 2 and 5 (lines between rows)
+    assert rows == [1.5, 4.5], rows
+    names = [text.get_text() for text in ax.texts]
+    assert names == [paths[1].rsplit("/", 1)[-1], paths[2].rsplit("/", 1)[-1]]
+    assert "single process" in ax.get_title() and "not a cluster job" in ax.get_title()
+    without = trace.plot().axes[0]  # without the layout: one file, no boundary to mark
+    assert not [line for line in without.get_lines() if line.get_gid() == "shard-boundary"]
+    assert "single process" in without.get_title()

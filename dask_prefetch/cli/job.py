@@ -5,11 +5,11 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TextIO
 
 import numpy as np
 
-from ..engine.stats import EngineStats, process_stats
+from ..engine.stats import EngineStats, job_stats, process_stats
 from ..formats import StreamlineChunk
 from ..tractography.tractogram import Tractogram
 
@@ -48,52 +48,76 @@ class Summary:
         )
 
 
+# Below these, a rate or a share says more about timing noise and first blocks than about prefetching.
+MIN_RATE_BYTES = 2**20  # bytes moved
+MIN_RATE_SECONDS = 0.1
+MIN_HIT_READS = 8  # block reads, and at least two per stream: each stream's first read is its start
+
+
 @dataclass
 class JobResult:
+    """One job's summary and its own prefetch figures (not the workers' cumulative counters)."""
+
     summary: Summary
     seconds: float
     prefetch: EngineStats  # summed over the workers, for this job only
     bytes_read: int
+    partitions: int = 0
 
 
-def run(tractogram: Tractogram, client: Any, progress: bool | None = None) -> JobResult:
-    """Summarise ``tractogram`` on ``client``'s cluster, with a progress bar when stderr is a terminal."""
-    from distributed import progress as progress_bar
+def run(tractogram: Tractogram, client: Any, progress: bool | None = None, stream: TextIO | None = None) -> JobResult:
+    """Summarise ``tractogram`` on ``client``'s cluster, with a progress line when ``stream`` is a terminal.
 
-    before = _worker_stats(client)
+    Parameters
+    ----------
+    progress
+        Draw the progress line (:class:`~.progress.JobProgress`: bytes fetched, partitions done);
+        None: when ``stream`` is a terminal.
+    stream
+        Where the progress line goes (default: stderr; stdout is for the summary).
+    """
+    from .progress import JobProgress
+
+    stream = stream or sys.stderr
+    nbytes = sum(getattr(p, "nbytes", 0) for p in tractogram.partitions)
+    before = client.run(process_stats)
     started = time.perf_counter()
     parts = tractogram.map_chunks(Summary.of).to_delayed()
     futures = client.compute(parts)
-    if progress if progress is not None else sys.stderr.isatty():
-        progress_bar(futures)
+    if progress if progress is not None else stream.isatty():
+        JobProgress(client, futures, nbytes, stream).wait()
     summary = Summary()
     for part in client.gather(futures):
         for s in part:
             summary = summary.merge(s)
     seconds = time.perf_counter() - started
-    after = _worker_stats(client)
-    delta = EngineStats()
-    for key, value in vars(after).items():
-        setattr(delta, key, value if key.startswith("peak") else value - getattr(before, key))
-    nbytes = sum(getattr(p, "nbytes", 0) for p in tractogram.partitions)
-    return JobResult(summary, seconds, delta, nbytes)
+    return JobResult(summary, seconds, job_stats(before, client.run(process_stats)), nbytes, len(parts))
 
 
-def _worker_stats(client: Any) -> EngineStats:
-    total = EngineStats()
-    for stats in client.run(process_stats).values():
-        total.add(stats)
-    return total
+def rate(nbytes: float, seconds: float) -> str | None:
+    """``"55.5 MiB/s"``, or None where too few bytes or too little time make a rate meaningless."""
+    if nbytes < MIN_RATE_BYTES or seconds < MIN_RATE_SECONDS:
+        return None
+    mib_s = nbytes / 2**20 / seconds
+    return f"{mib_s:.3g} MiB/s" if mib_s < 1000 else f"{mib_s:.0f} MiB/s"
+
+
+def hits(p: EngineStats) -> str:
+    """The share of block reads that found their bytes already local, where there are enough to tell."""
+    if p.reads < max(MIN_HIT_READS, 2 * p.files_opened) or p.hit_ratio is None:
+        return f"hits n/a ({p.reads} block reads: too few to tell)"
+    return f"{100 * p.hit_ratio:.0f}% of {p.reads} block reads found them already local (hits)"
 
 
 def report(result: JobResult, out: Any = None) -> None:
-    """Print the summary: counts, bounding box, length histogram, throughput, prefetch figures."""
+    """Print the summary (counts, bounding box, length histogram) and this job's throughput and prefetch figures."""
     out = out or sys.stdout
     s, p = result.summary, result.prefetch
     w = out.write
     w(f"{s.streamlines:,} streamlines, {s.points:,} points in {result.seconds:.2f} s")
-    if result.bytes_read:
-        w(f" ({result.bytes_read / 2**20 / result.seconds:.0f} MiB/s)")
+    read_rate = rate(result.bytes_read, result.seconds)
+    if read_rate:
+        w(f" ({read_rate})")
     w("\n")
     if s.streamlines:
         w(f"bounding box (mm): {np.round(s.low, 1).tolist()} .. {np.round(s.high, 1).tolist()}\n")
@@ -105,14 +129,12 @@ def report(result: JobResult, out: Any = None) -> None:
                     f"  {lo:5.0f}-{hi:<5.0f}{'+' if hi == LENGTH_BINS[-1] else ' '} {'#' * max(1, 50 * int(n) // peak)} {n}\n"
                 )
     if p.files_opened:
+        fetch_rate = rate(p.bytes_fetched, result.seconds)
+        tasks = result.partitions or p.files_opened
         w(
-            f"prefetch: {p.files_opened} streams, {p.requests} GETs, {p.bytes_fetched / 2**20:.1f} MiB fetched, "
-            f"{p.bytes_served / 2**20:.1f} MiB served from local tiers, "
-            + (
-                f"{100 * p.hit_ratio:.0f}% of {p.reads} reads of a block found it already local (hits); "
-                if p.reads
-                else ""
-            )
-            + f"waited {p.stall_seconds:.2f} s in all, "
+            f"prefetch, this job only: {p.files_opened} streams, {p.requests} GETs, "
+            f"{p.bytes_fetched / 2**20:.1f} MiB fetched{f' ({fetch_rate})' if fetch_rate else ''}, "
+            f"{p.bytes_served / 2**20:.1f} MiB served from local tiers; {hits(p)}; "
+            f"waited {p.stall_seconds:.2f} s in all, {1000 * p.stall_seconds / tasks:.0f} ms per task, "
             f"{1000 * p.start_stall_seconds / p.files_opened:.0f} ms per stream before its first bytes\n"
         )

@@ -17,6 +17,7 @@ from typing import Any, Iterator, Sequence
 import click
 
 from .. import __version__
+from .claims import DEMO_DEFAULTS
 from .types import COUNT, NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, STORAGE
 
 
@@ -136,22 +137,44 @@ def stats(
 
 
 @cli.command()
-@click.option("--size-mb", type=POSITIVE, default=200.0, show_default=True, help="Size of the sample tractogram.")
 @click.option(
-    "--shards", type=COUNT, default=8, show_default=True, help="Shards it is split into (+ a global header)."
+    "--size-mb",
+    type=POSITIVE,
+    default=DEMO_DEFAULTS["size_mb"],
+    show_default=True,
+    help="Size of the sample tractogram.",
+)
+@click.option(
+    "--shards",
+    type=COUNT,
+    default=DEMO_DEFAULTS["shards"],
+    show_default=True,
+    help="Shards it is split into (+ a global header).",
 )
 @click.option(
     "--latency",
     type=NON_NEGATIVE,
-    default=0.05,
+    default=DEMO_DEFAULTS["latency"],
     show_default=True,
     help="Simulated WAN first-byte latency, s (0: no WAN).",
 )
 @click.option(
-    "--bandwidth-mib", type=POSITIVE, default=40.0, show_default=True, help="Simulated WAN MiB/s per connection."
+    "--bandwidth-mib",
+    type=POSITIVE,
+    default=DEMO_DEFAULTS["bandwidth_mib"],
+    show_default=True,
+    help="Simulated WAN MiB/s per connection.",
 )
-@click.option("--workers", type=COUNT, default=2, show_default=True, help="LocalCluster workers.")
-@click.option("--threads", type=COUNT, default=1, show_default=True, help="LocalCluster threads per worker.")
+@click.option(
+    "--workers", type=COUNT, default=DEMO_DEFAULTS["workers"], show_default=True, help="LocalCluster workers."
+)
+@click.option(
+    "--threads",
+    type=COUNT,
+    default=DEMO_DEFAULTS["threads"],
+    show_default=True,
+    help="LocalCluster threads per worker.",
+)
 @click.option(
     "--compare/--no-compare", default=True, show_default=True, help="Time the same job with nibabel over plain s3fs."
 )

@@ -8,6 +8,14 @@ worker address: counters ``dask_prefetch_fetched_bytes_total``, ``..._served_byt
 ``..._reads_waited_total``, ``..._gets_resumed_total``, ``..._gets_reissued_total``; gauges
 ``dask_prefetch_in_flight_requests``, ``dask_prefetch_open_files`` and ``dask_prefetch_tier_bytes``
 (label ``tier``, the tier's index).
+
+The counters are running totals since the worker started, as Prometheus counters must be: a job's
+own figures are their ``increase(...)`` over its time range, e.g. its bytes per second
+``rate(dask_prefetch_fetched_bytes_total[1m])`` and its hit share
+``1 - increase(dask_prefetch_reads_waited_total[5m]) / increase(dask_prefetch_reads_total[5m])``.
+From a client, :func:`dask_prefetch.engine.stats.job_stats` gives the same between two snapshots.
+Without ``prometheus_client`` installed (``pip install dask-prefetch[prometheus]``) distributed
+serves no ``/metrics`` page and nothing here is registered.
 """
 
 from __future__ import annotations

@@ -12,23 +12,28 @@ one (a second one's setup raises).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import contextvars
+import logging
 import threading
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 from distributed.diagnostics.plugin import WorkerPlugin
 
 from .. import checks, config
-from ..fs import opening
-from ..engine.stats import EngineStats
 from ..cache.tiers import ScratchDirectory, TierSet, sweep_storage
+from ..engine.stats import EngineStats
+from ..formats import kernels
+from ..fs import opening
 from . import prometheus
 from .next_tasks import NextTaskPrefetcher
 
 if TYPE_CHECKING:
     from ..engine.rolling import PrefetchEngine
     from ..fs.file import PrefetchFile
+
+logger = logging.getLogger(__name__)
 
 PLUGIN_NAME = "dask-prefetch"
 _acting_plugin: contextvars.ContextVar[PrefetchWorkerPlugin | None] = contextvars.ContextVar(
@@ -68,7 +73,10 @@ class PrefetchWorkerPlugin(WorkerPlugin):
     -----
     Files opened in a task find the plugin by its type (:func:`current_worker_plugin`), so it
     may be registered under any name. At setup it sweeps its tiers of the scratch directories of
-    dead processes (a killed worker's blocks, which on ``/dev/shm`` hold RAM).
+    dead processes (a killed worker's blocks, which on ``/dev/shm`` hold RAM), and warms the TRK
+    kernels (:func:`dask_prefetch.formats.kernels.warm`: loaded from numba's on-disk cache, or
+    compiled once), in a thread, so that the worker's first task does not pay for them;
+    :attr:`warmup` says how long that took.
 
     With :class:`PrefetchSchedulerPlugin` placing ``read_tractogram`` tasks, each worker also
     opens the streams of the read tasks next in its queue while the current ones compute
@@ -99,6 +107,7 @@ class PrefetchWorkerPlugin(WorkerPlugin):
         self._finished = EngineStats()
         self._lock = threading.Lock()
         self.next_tasks: NextTaskPrefetcher | None = None
+        self.warmup: kernels.Warmup | None = None
         self._set_up = False
 
     def __getstate__(self) -> dict:
@@ -107,8 +116,14 @@ class PrefetchWorkerPlugin(WorkerPlugin):
     def __setstate__(self, state: dict) -> None:
         self.__init__(state["prefetch_storage"])  # type: ignore[misc]
 
-    def setup(self, worker: Any) -> None:
-        """Make the worker's tiers (creating missing directories) after sweeping them of dead owners."""
+    async def setup(self, worker: Any) -> None:
+        """Make the worker's tiers (creating missing directories) after sweeping them of dead owners; warm kernels."""
+        self._set_up_tiers(worker)
+        # Compiling takes ~1 s (loading from numba's cache ~0.1 s, numba's import aside): in a thread, so
+        # the worker keeps answering meanwhile; awaited, so the tasks sent after register_plugin find them.
+        self.warmup = await asyncio.get_running_loop().run_in_executor(None, _warm_kernels)
+
+    def _set_up_tiers(self, worker: Any) -> None:
         others = [name for name, p in worker.plugins.items() if p is not self and _is_active(p)]
         if others:
             raise ValueError(
@@ -237,6 +252,16 @@ class PrefetchWorkerPlugin(WorkerPlugin):
         for i in range(len(self._directories)):
             metrics[f"prefetch_tier{i}_bytes"] = lambda w, i=i: self.tiers.tiers[i].used if self.tiers else 0
         return metrics
+
+
+def _warm_kernels() -> kernels.Warmup | None:
+    try:
+        warmup = kernels.warm()
+    except Exception:  # never fails a worker: the first parse compiles them, or uses numpy
+        logger.warning("warming the TRK kernels failed", exc_info=True)
+        return None
+    logger.debug("TRK kernels %s in %.2f s (cache: %s)", warmup.how, warmup.seconds, warmup.cache_dir)
+    return warmup
 
 
 def _is_active(plugin: Any) -> bool:

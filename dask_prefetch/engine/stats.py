@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import weakref
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Mapping
 
 if TYPE_CHECKING:
     from .rolling import PrefetchEngine
@@ -38,6 +38,34 @@ class EngineStats:
         for key, value in vars(other).items():
             mine = getattr(self, key)
             setattr(self, key, max(mine, value) if key.startswith("peak") else mine + value)
+
+    def since(self, earlier: EngineStats) -> EngineStats:
+        """What was counted between ``earlier`` and these totals (peaks are these totals' own)."""
+        out = EngineStats()
+        for key, value in vars(self).items():
+            setattr(out, key, value if key.startswith("peak") else value - getattr(earlier, key))
+        return out
+
+
+def job_stats(before: Mapping[str, EngineStats], after: Mapping[str, EngineStats]) -> EngineStats:
+    """Counters of one job: two snapshots of ``client.run(process_stats)`` taken around it, summed over workers.
+
+    The counters are cumulative per process (as are the workers' metrics and Prometheus counters);
+    their difference is what the job in between did. A worker that joined in between counts from
+    zero; one that left is not counted. The totals are per process: on a cluster whose workers
+    share one process (``LocalCluster(processes=False)``) take one worker's entry, not their sum.
+
+    Examples
+    --------
+    >>> before = client.run(dask_prefetch.process_stats)  # doctest: +SKIP
+    >>> lengths = tg.lengths.compute()  # doctest: +SKIP
+    >>> job = job_stats(before, client.run(dask_prefetch.process_stats))  # doctest: +SKIP
+    >>> job.bytes_fetched, job.hit_ratio, job.stall_seconds / tg.npartitions  # doctest: +SKIP
+    """
+    total = EngineStats()
+    for worker, stats in after.items():
+        total.add(stats.since(before.get(worker, EngineStats())))
+    return total
 
 
 _live: weakref.WeakSet[PrefetchEngine] = weakref.WeakSet()

@@ -22,7 +22,10 @@ import contextvars
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .layout import Layout
 
 _current: contextvars.ContextVar[Tracer | None] = contextvars.ContextVar("dask_prefetch_tracer", default=None)
 
@@ -97,10 +100,24 @@ class Tracer:
         with self._lock:
             return [(detail, t, file, block) for t, file, kind, block, detail in self.events if kind == "stall"]
 
-    def plot(self, path: str | None = None, title: str | None = None) -> Any:
+    def plot(self, path: str | None = None, title: str | None = None, layout: Layout | None = None) -> Any:
         """A timeline: a row per block, downloading (light) then held per tier (dark), stalls in red.
 
-        Returns the matplotlib ``Figure``; saved to ``path`` (PNG, ...) when given.
+        Parameters
+        ----------
+        path
+            Where to save it (PNG, ...); None: only return the figure.
+        title
+            The title's first line; the second always says what the picture is: one traced read in
+            this process (not a cluster job, whose tasks each read their own partition).
+        layout
+            The traced file's :class:`~dask_prefetch.engine.layout.Layout` (``f.layout``): rows are then
+            grouped by shard, with a line and the shard's name at each boundary. Boundaries between
+            traced files are marked in any case.
+
+        Returns
+        -------
+        matplotlib.figure.Figure
         """
         try:
             import matplotlib
@@ -123,6 +140,10 @@ class Tracer:
                 ax.barh(row, held, left=life.arrived, height=0.7, color=colors(life.tier or 0), alpha=0.9)
             if life.how == "evicted":
                 ax.plot(life.ended, row, "kx")
+        for row, name in self._boundaries(lives, layout):
+            ax.axhline(row - 0.5, color="0.4", linewidth=0.8, linestyle="--", gid="shard-boundary")
+            ax.annotate(name, (1.0, row - 0.5), xycoords=("axes fraction", "data"), xytext=(4, 0),
+                        textcoords="offset points", ha="left", va="center", fontsize="x-small", color="0.3")  # fmt: skip
         rows = {(life.file, life.block): row for row, life in enumerate(lives)}
         for start, stop, file, block in self.stalls():
             row = rows.get((file, block))
@@ -135,13 +156,28 @@ class Tracer:
         ax.set_xlabel("seconds")
         ax.set_ylabel("block (in request order)")
         ax.invert_yaxis()
-        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
-        ax.set_title(title or (self.files[0] if len(self.files) == 1 else f"{len(self.files)} files"))
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=3, fontsize="small")  # the right: shard names
+        what = self.files[0] if len(self.files) == 1 else f"{len(self.files)} files"
+        ax.set_title(f"{title or what}\none traced read in a single process (not a cluster job)", fontsize="medium")
         fig.tight_layout()
         if path is not None:
             fig.savefig(path, dpi=100)
             plt.close(fig)
         return fig
+
+
+    def _boundaries(self, lives: list[BlockLife], layout: Layout | None) -> list[tuple[int, str]]:
+        """``(first row, name)`` where a new file, or a new shard of file 0 (with ``layout``), starts."""
+        marks: list[tuple[int, str]] = []
+        previous: tuple[int, str] | None = None
+        for row, life in enumerate(lives):
+            shard = self.files[life.file] if life.file < len(self.files) else str(life.file)
+            if layout is not None and life.file == 0 and life.block < len(layout.blocks):
+                shard = layout.blocks[life.block].shard.path
+            if previous is not None and (life.file, shard) != previous:
+                marks.append((row, shard.rsplit("/", 1)[-1]))
+            previous = (life.file, shard)
+        return marks
 
 
 def current_tracer() -> Tracer | None:

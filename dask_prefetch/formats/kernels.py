@@ -7,14 +7,22 @@ the arithmetic is the same float32 multiply then add, never fused (no ``fastmath
 
 The kernels are used when numba imports and the switch says so (:func:`set_switch`: the parsers
 know no configuration; :mod:`dask_prefetch.config` installs ``dask-prefetch.compiled-parsers``
-as the switch when it is imported, as it is by every Dask-side module); else the numpy path is used. They are compiled on first use (~1 s) and cached on disk by numba, so later
-processes (Dask workers) load them in milliseconds.
+as the switch when it is imported, as it is by every Dask-side module); else the numpy path is used.
+
+They are compiled on first use and cached on disk by numba (``cache=True``), so later processes
+(Dask workers) load them instead of compiling. Where the cache goes is numba's choice, in order:
+``$NUMBA_CACHE_DIR`` if set, else ``__pycache__`` beside this file if writable, else the user's
+cache directory (``~/.cache/numba``); an installed package in a read-only ``site-packages`` so
+caches per user. Where none is writable they are compiled in each process, uncached.
+:func:`warm` compiles or loads them ahead of use: the worker plugin calls it in its setup and the
+demo before it times anything, so no timed task pays for it.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any, Callable, NamedTuple
 
 import numpy as np
@@ -144,6 +152,37 @@ def compiled() -> Kernels | None:
                     logger.warning("numba kernels unavailable (%s); TRK is parsed with numpy, ~1.5x slower", exc)
                     return None
     return _compiled
+
+
+class Warmup(NamedTuple):
+    """What :func:`warm` did."""
+
+    seconds: float
+    how: str  # "compiled" (and cached), "loaded" (numba's cache), "ready" (already here), "off", "unavailable"
+    cache_dir: str | None  # where numba keeps them (None: not cached)
+
+
+def warm() -> Warmup:
+    """Compile the kernels, or load them from numba's on-disk cache, now rather than in the first parse.
+
+    Returns
+    -------
+    Warmup
+        How long it took (numba's import included), how, and numba's cache directory. Never
+        raises: where the kernels are off or numba unusable, the parsers use the numpy path.
+    """
+    started = time.perf_counter()
+    ready = _compiled is not None
+    if not _switch():
+        return Warmup(0.0, "off", None)
+    kernels = compiled()
+    seconds = time.perf_counter() - started
+    if kernels is None:
+        return Warmup(seconds, "unavailable", None)
+    stats = [getattr(f, "stats", None) for f in kernels]
+    hits = sum(sum(s.cache_hits.values()) for s in stats if s is not None)
+    cache_dir = next((s.cache_path for s in stats if s is not None and s.cache_path), None)
+    return Warmup(seconds, "ready" if ready else "loaded" if hits else "compiled", cache_dir)
 
 
 def _compile() -> Kernels:
