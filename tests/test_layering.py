@@ -101,6 +101,7 @@ ALLOWED = {
     "tractography": {"formats", "fs", "engine", "sources", "cache", "checks", "config"},
     "cluster": {"tractography", "formats", "fs", "engine", "sources", "cache", "checks", "config"},
     "preload": {"cluster"},
+    "streamlines": {"formats"},  # the parsers' deprecated old name
 }
 
 
@@ -147,3 +148,18 @@ def test_each_layer_imports_only_the_layers_below_it():
                 crossings.append(f"{name} imports {target}")
     assert crossings == []
     assert set(ALLOWED) <= {_layer(_module_name(p)) for p in PACKAGE.rglob("*.py")}  # the table names real layers
+
+
+def test_the_parsers_old_name_still_imports_the_same_objects_with_a_warning():
+    code = (
+        "import sys, warnings\n"
+        "with warnings.catch_warnings(record=True) as seen:\n"
+        "    warnings.simplefilter('always')\n"
+        "    import dask_prefetch.streamlines as old\n"
+        "import dask_prefetch.formats as new\n"
+        "assert old.StreamlineChunk is new.StreamlineChunk and old.open_reader is new.open_reader\n"
+        "assert any(issubclass(w.category, DeprecationWarning) and 'dask_prefetch.formats' in str(w.message) for w in seen)\n"
+        "print(' '.join(m for m in ('s3fs', 'botocore', 'dask', 'distributed') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == ""
