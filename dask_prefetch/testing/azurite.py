@@ -22,6 +22,8 @@ from typing import IO, TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from typing_extensions import Self
 
+from .s3server import _ChildProcess, _shutdown
+
 #: The Azurite release installed (3.36 and later declare Node >= 21; this one runs on Node 20).
 VERSION = "3.35.0"
 #: The emulator's well-known account and key (public, the same in every Azurite).
@@ -76,7 +78,7 @@ def ensure_installed(version: str = VERSION) -> Path:
     return exe
 
 
-class LocalAzuriteServer:
+class LocalAzuriteServer(_ChildProcess):
     """Azurite's blob service in a child process on ``127.0.0.1`` and a free port, data in memory.
 
     Parameters
@@ -96,14 +98,10 @@ class LocalAzuriteServer:
     def __init__(self, start_timeout: float = 30.0, memory_limit_mb: int = 1024) -> None:
         self.start_timeout = start_timeout
         self.memory_limit_mb = memory_limit_mb
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._finalizer: weakref.finalize[..., LocalAzuriteServer] | None = None
         self._url: str | None = None
 
-    @property
-    def running(self) -> bool:
-        """Whether the child process is alive."""
-        return self._proc is not None and self._proc.poll() is None
+    def _forget(self) -> None:
+        self._url = None
 
     @property
     def endpoint_url(self) -> str:
@@ -159,14 +157,6 @@ class LocalAzuriteServer:
             raise
         return self
 
-    def stop(self) -> None:
-        """Stop the child process (terminate, wait, kill) and remove its folder. Idempotent."""
-        if self._finalizer is not None:
-            self._finalizer()
-        self._finalizer = None
-        self._proc = None
-        self._url = None
-
     def connection_string(self) -> str:
         """The Azure connection string of the emulator's account on this server."""
         return (
@@ -177,12 +167,6 @@ class LocalAzuriteServer:
     def storage_options(self) -> dict[str, Any]:
         """Keyword arguments for ``adlfs.AzureBlobFileSystem`` (``abfs://``, ``az://``) pointing at this server."""
         return {"connection_string": self.connection_string()}
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         return f"<LocalAzuriteServer {self._url or 'stopped'}>"
@@ -204,11 +188,6 @@ def _read_url(proc: subprocess.Popen[bytes], log: IO[bytes], deadline: float) ->
 
 
 def _stop(proc: subprocess.Popen[bytes], log: IO[bytes], workdir: str) -> None:
-    proc.terminate()
-    try:
-        proc.wait(5)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(5)
-    log.close()
+    """Stop Azurite and remove its working folder."""
+    _shutdown(proc, log)
     shutil.rmtree(workdir, ignore_errors=True)

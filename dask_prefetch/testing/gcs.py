@@ -34,6 +34,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from typing_extensions import Self
 
+from .s3server import _ChildProcess, _shutdown
+
 #: Set to "false" before gcsfs is imported: no gRPC bucket-type probe (see the module's docstring).
 GCSFS_SWITCH = "GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT"
 
@@ -68,7 +70,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-class LocalGCSServer:
+class LocalGCSServer(_ChildProcess):
     """fake-gcs-server in a child process on ``127.0.0.1`` and a free port, objects in memory.
 
     Parameters
@@ -92,14 +94,10 @@ class LocalGCSServer:
 
     def __init__(self, start_timeout: float = 30.0) -> None:
         self.start_timeout = start_timeout
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._finalizer: weakref.finalize[..., LocalGCSServer] | None = None
         self._port: int | None = None
 
-    @property
-    def running(self) -> bool:
-        """Whether the child process is alive."""
-        return self._proc is not None and self._proc.poll() is None
+    def _forget(self) -> None:
+        self._port = None
 
     @property
     def port(self) -> int:
@@ -145,7 +143,7 @@ class LocalGCSServer:
                 start_new_session=True,
             )  # fmt: skip
             self._proc, self._port = proc, port
-            self._finalizer = weakref.finalize(self, _stop, proc, log)
+            self._finalizer = weakref.finalize(self, _shutdown, proc, log)
             error = self._wait_ready(deadline)
             if error is None:
                 return self
@@ -169,23 +167,9 @@ class LocalGCSServer:
                     return f"no answer in time ({e})"
             time.sleep(0.02)
 
-    def stop(self) -> None:
-        """Stop the child process (terminate, wait, kill). Idempotent."""
-        if self._finalizer is not None:
-            self._finalizer()
-        self._finalizer = None
-        self._proc = None
-        self._port = None
-
     def storage_options(self) -> dict[str, Any]:
         """Keyword arguments for ``gcsfs.GCSFileSystem`` (``gs://``, ``gcs://``) pointing at this server."""
         return {"endpoint_url": self.endpoint_url, "token": "anon", "project": self.project}
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         where = self.endpoint_url if self._port is not None else "stopped"
@@ -206,13 +190,3 @@ def _warn_if_gcsfs_probes() -> None:
                 RuntimeWarning,
                 stacklevel=3,
             )
-
-
-def _stop(proc: subprocess.Popen[bytes], log: Any) -> None:
-    proc.terminate()
-    try:
-        proc.wait(5)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(5)
-    log.close()

@@ -74,7 +74,43 @@ async def _report_port_and_wait(port: int) -> None:
     await stop.wait()
 
 
-class _ChildServer:
+class _ChildProcess:
+    """Base class: a server in a child process, its lifecycle; subclasses say how it starts.
+
+    ``start()`` sets ``_proc`` and ``_finalizer`` (a ``weakref.finalize`` that shuts the child down,
+    e.g. with :func:`_shutdown`); :meth:`stop` runs it once and :meth:`_forget` what ``start`` learnt.
+    """
+
+    _proc: subprocess.Popen[bytes] | None = None
+    _finalizer: weakref.finalize | None = None
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def _forget(self) -> None:
+        """Reset what :meth:`start` learnt about the child (its port, its URL)."""
+
+    @property
+    def running(self) -> bool:
+        """Whether the child process is alive."""
+        return self._proc is not None and self._proc.poll() is None
+
+    def stop(self) -> None:
+        """Stop the child process (terminate, wait, kill). Idempotent."""
+        if self._finalizer is not None:
+            self._finalizer()
+        self._finalizer = None
+        self._proc = None
+        self._forget()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+class _ChildServer(_ChildProcess):
     """Base class: a server in a child process that prints its port on stdout.
 
     Subclasses set ``_script`` (a file run with ``sys.executable``) and may override ``_child_args``, ``_child_env``
@@ -98,10 +134,8 @@ class _ChildServer:
     def _probe(self) -> None:
         raise NotImplementedError
 
-    @property
-    def running(self) -> bool:
-        """Whether the child process is alive."""
-        return self._proc is not None and self._proc.poll() is None
+    def _forget(self) -> None:
+        self._port = None
 
     @property
     def pid(self) -> int | None:
@@ -162,20 +196,6 @@ class _ChildServer:
             self.stop()
             raise
         return self
-
-    def stop(self) -> None:
-        """Stop the child process (terminate, wait, kill). Idempotent."""
-        if self._finalizer is not None:
-            self._finalizer()
-        self._finalizer = None
-        self._proc = None
-        self._port = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         where = self.endpoint_url if self._port is not None else "stopped"
