@@ -44,6 +44,23 @@ def check_int(value: Any, name: str, minimum: int | None = None) -> int:
     return int(value)
 
 
+def check_concurrency(value: Any, name: str) -> int | str:
+    """GETs in flight: an ``int`` >= 1 (fixed), or ``"auto"`` (adapted to the link).
+
+    Raises
+    ------
+    TypeError
+        If it is neither an integer nor ``"auto"``.
+    ValueError
+        If it is smaller than 1.
+    """
+    if value == "auto":
+        return "auto"
+    if not is_int(value):
+        raise TypeError(f"{name} must be an int or 'auto', got {describe(value)}")
+    return check_int(value, name, minimum=1)
+
+
 def check_bytes(value: Any, name: str) -> int:
     """A positive size: an ``int`` of bytes or a string such as ``"32 MiB"``.
 

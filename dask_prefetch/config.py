@@ -20,7 +20,7 @@ from typing import Any, Iterator, Mapping
 import dask.config
 import yaml
 
-from .checks import check_bytes, check_int, check_seconds, check_storage
+from .checks import check_bytes, check_concurrency, check_int, check_seconds, check_storage
 from .formats import kernels as _kernels
 
 _DEFAULTS_FILE = Path(__file__).with_name("dask-prefetch.yaml")
@@ -120,6 +120,31 @@ def get_int(key: str, value: int | None = None, name: str | None = None, minimum
     if isinstance(value, str) and name.startswith("dask-prefetch.") and value.strip().lstrip("+-").isdigit():
         value = int(value)
     return check_int(value, name, minimum)
+
+
+#: GETs in flight an ``"auto"`` file starts with (its first block goes out in as many parts).
+AUTO_CONCURRENCY = 16
+
+
+def get_concurrency(value: int | str | None = None, name: str = "concurrency") -> tuple[int, int]:
+    """GETs in flight at first and at most, from ``value`` (or ``dask-prefetch.concurrency`` when it is None).
+
+    An int is a fixed number (both the same); ``"auto"`` starts at :data:`AUTO_CONCURRENCY` and
+    adapts up to ``dask-prefetch.max-concurrency``. A configured value may be a string of digits.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`~dask_prefetch.checks.check_concurrency`, naming the argument or the setting.
+    """
+    value, name = _resolve("concurrency", value, name)
+    if isinstance(value, str) and name.startswith("dask-prefetch.") and value.strip().lstrip("+-").isdigit():
+        value = int(value)
+    value = check_concurrency(value, name)
+    if value != "auto":
+        return int(value), int(value)
+    ceiling = get_int("max-concurrency", minimum=1)
+    return min(AUTO_CONCURRENCY, ceiling), ceiling
 
 
 def get_seconds(key: str, value: float | str | None = None, name: str | None = None) -> float:

@@ -17,7 +17,7 @@ from dask_prefetch import config
 def test_config_defaults_are_registered():
     assert config.get_bytes("block-size") == 32 * MiB
     assert config.get_bytes("part-size") == 8 * MiB
-    assert config.get("concurrency") == 16
+    assert config.get("concurrency") == "auto" and config.get("max-concurrency") == 64
     assert config.get_seconds("read-timeout") == 120
 
 

@@ -27,6 +27,7 @@ from typing import Any, Callable
 from s3fs.utils import FileExpired
 
 from .blockfiles import NO_SPACE, BlockFiles, Slot
+from .concurrency import AdaptiveConcurrency
 from .fetch import fetch_part
 from .layout import Block, Layout
 from ..sources import RangeSource, source_for
@@ -34,7 +35,7 @@ from .stats import EngineStats, engine_closed, engine_opened
 from .stragglers import StragglerWatch
 from ..cache.tiers import DISK_FULL, TierSet, disk_bytes
 from .trace import current_tracer
-from .window import HeldBlock, Launch, Window
+from .window import HeldBlock, Launch, Open, Window
 
 logger = logging.getLogger(__name__)
 _CLOSE_WAIT_SECONDS = 0.5
@@ -56,7 +57,7 @@ class PrefetchEngine:
     tiers
         Where blocks are stored; may be shared with other engines (one budget for all).
     concurrency
-        Ranged GETs in flight.
+        Ranged GETs in flight (at first, when ``max_concurrency`` is larger).
     retries
         Attempts for a broken body stream.
     read_timeout
@@ -70,6 +71,10 @@ class PrefetchEngine:
         Seconds without a byte after which a GET is resumed.
     straggler_factor
         Re-issue a GET once it has run this many times the median GET (0: never).
+    max_concurrency
+        Most GETs in flight: from ``concurrency`` the engine climbs towards it while throughput
+        rises and backs off when the store throttles (:class:`~.concurrency.AdaptiveConcurrency`).
+        None: ``concurrency``, fixed.
 
     Notes
     -----
@@ -90,7 +95,17 @@ class PrefetchEngine:
         *,
         stall_timeout: float,
         straggler_factor: float,
+        max_concurrency: int | None = None,
     ) -> None:
+        adaptive = max_concurrency is not None and max_concurrency > concurrency
+        self._limit_policy = AdaptiveConcurrency(
+            concurrency,
+            max_concurrency if adaptive else concurrency,  # type: ignore[arg-type]
+            layout.part_size,
+            floor=1 if adaptive else concurrency,
+        )
+        self._bound = False  # the window wants more GETs than the limit allows (see _schedule)
+        self._throttles_seen = 0
         self.window = Window(
             [disk_bytes(b.length) for b in layout.blocks], [len(b.parts) for b in layout.blocks], concurrency, stop
         )
@@ -104,7 +119,8 @@ class PrefetchEngine:
         self.tiers = tiers
         self.retries = retries
         self.read_timeout = read_timeout
-        self.stats = EngineStats(files_opened=1)
+        self.stats = EngineStats(files_opened=1, peak_concurrency=concurrency)
+        self._throttles_seen = self.source.throttles
         self._loop: asyncio.AbstractEventLoop = self.source.loop
         self._cond = threading.Condition(threading.Lock())
         self._slots: dict[int, Slot] = {}
@@ -348,8 +364,12 @@ class PrefetchEngine:
         if self._after_error or self._yielded:
             return  # until the reader asks again (see view), or our task claims us (see _shed)
         while not self._closed:
-            step = self.window.next_step(self._cursor, self._held_blocks(), self._inflight, self._read_past_stop)
+            held = self._held_blocks()
+            step = self.window.next_step(self._cursor, held, self._inflight, self._read_past_stop)
             if step is None:
+                self._bound = (
+                    self._limit_policy.adaptive and self._inflight >= self.window.concurrency and self._wants_more(held)
+                )
                 return
             if isinstance(step, Launch):
                 slot = self._slots[step.index]
@@ -361,11 +381,38 @@ class PrefetchEngine:
                 continue
             try:
                 if self._open_slot(self.layout.blocks[step.index]) is None:
+                    self._bound = False  # bound by tier space, not by the GETs in flight
                     return  # no room: rescheduled when space is released
             except OSError as e:
                 self._failure = e
                 self._cond.notify_all()
                 return
+
+    def _wants_more(self, held: dict[int, HeldBlock]) -> bool:
+        """Whether one more GET could start now but for the limit: a part to launch, or a block with room."""
+        step = self.window.next_step(self._cursor, held, 0, self._read_past_stop)
+        if isinstance(step, Open):
+            nbytes = self.window.block_bytes[step.index]
+            fits = self.window.may_hold(step.index, self._cursor, self._held, self.tiers.fair_share(), self._limit)
+            return fits and any(tier.free >= nbytes and tier.unusable is None for tier in self.tiers.tiers)
+        return step is not None
+
+    def _adapt(self, nbytes: int) -> None:
+        """Let the concurrency policy see ``nbytes`` arrive (and any throttling); apply its new limit."""
+        policy = self._limit_policy
+        if not policy.adaptive:
+            return
+        now = time.monotonic()
+        throttles = self.source.throttles
+        changed = policy.throttled(now) if throttles > self._throttles_seen else False
+        self._throttles_seen = throttles
+        changed = policy.arrived(nbytes, now, self._bound) or changed
+        if changed:
+            self.window.concurrency = policy.limit
+            self.stats.peak_concurrency = max(self.stats.peak_concurrency, policy.limit)
+            self.stats.concurrency_backoffs = policy.backoffs
+            logger.debug("%s: %d GETs in flight at most now", self.layout.shards[0].path, policy.limit)
+            self._schedule()
 
     def _held_blocks(self) -> dict[int, HeldBlock]:
         """The window's view of our slots."""
@@ -477,6 +524,7 @@ class PrefetchEngine:
             if self._tracer is not None and sum(slot.filled) == slot.block.length:
                 self._note("arrived", slot.block.index)
             self._cond.notify_all()
+            self._adapt(nbytes)
 
     def _retried(self, how: str, error: BaseException | None) -> None:
         with self._cond:

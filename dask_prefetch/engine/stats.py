@@ -27,6 +27,8 @@ class EngineStats:
     reads_waited: int = 0  # ... and had to wait for them: the rest are prefetch hits
     gets_resumed: int = 0  # GETs that broke or stalled and were resumed
     gets_reissued: int = 0  # straggling GETs raced by a second one
+    peak_concurrency: int = 0  # the highest limit on GETs in flight (adaptive concurrency)
+    concurrency_backoffs: int = 0  # times a throttling answer halved that limit
 
     @property
     def hit_ratio(self) -> float | None:

@@ -63,7 +63,7 @@ class PrefetchOpening:
         *,
         offset: int = 0,
         end: int | None = None,
-        concurrency: int | None = None,
+        concurrency: int | str | None = None,
         part_size: int | str | None = None,
         read_timeout: float | str | None = None,
         pinned: Sequence[Mapping[str, Any]] | None = None,
@@ -101,7 +101,9 @@ class PrefetchOpening:
             nothing from ``end`` on is prefetched (a read there still works, fetching only the
             block it reads). For readers of one byte range of a big object.
         concurrency
-            Ranged GETs in flight (default ``dask-prefetch.concurrency``, 16).
+            Ranged GETs in flight: an int (fixed), or ``"auto"`` (default ``dask-prefetch.concurrency``):
+            16 at first, adapted to the link up to ``dask-prefetch.max-concurrency`` (64): more
+            while throughput rises, half as many when the store throttles.
         part_size
             Bytes per ranged GET (default ``dask-prefetch.part-size``, 8 MiB); a larger value is
             capped at ``block_size``, since a GET never spans blocks.
@@ -230,6 +232,7 @@ class PrefetchOpening:
             layout,
             tiers,
             concurrency=settings.concurrency,
+            max_concurrency=settings.max_concurrency,
             retries=settings.retries,
             read_timeout=settings.read_timeout,
             start=layout.block_at(offset),
@@ -260,7 +263,8 @@ class _Settings:
 
     block_bytes: int
     part_bytes: int
-    concurrency: int
+    concurrency: int  # GETs in flight at first
+    max_concurrency: int  # ... and at most (the same: fixed)
     retries: int
     read_timeout: float
     stall_timeout: float  # seconds without a byte before a GET is resumed
@@ -272,7 +276,7 @@ class _Settings:
         cls,
         block_size: int | str | None,
         part_size: int | str | None,
-        concurrency: int | None,
+        concurrency: int | str | None,
         read_timeout: float | str | None,
         prefetch_storage: Any,
     ) -> "_Settings":
@@ -285,10 +289,12 @@ class _Settings:
         """
         block_bytes = config.get_bytes("block-size", block_size, "block_size")
         part_bytes = config.get_bytes("part-size", part_size, "part_size")
+        first, most = config.get_concurrency(concurrency)
         return cls(
             block_bytes=block_bytes,
             part_bytes=min(part_bytes, block_bytes),  # a GET never spans blocks: capped, as documented
-            concurrency=config.get_int("concurrency", concurrency, "concurrency", minimum=1),
+            concurrency=first,
+            max_concurrency=most,
             retries=config.get_int("retries", minimum=1),
             read_timeout=config.get_seconds("read-timeout", read_timeout, "read_timeout"),
             stall_timeout=config.get_seconds("stall-timeout"),

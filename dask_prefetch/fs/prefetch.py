@@ -160,7 +160,7 @@ def _checked_defaults(defaults: dict) -> dict:
     if defaults["part_size"] is not None:
         checks.check_bytes(defaults["part_size"], "part_size")
     if defaults["concurrency"] is not None:
-        checks.check_int(defaults["concurrency"], "concurrency", minimum=1)
+        checks.check_concurrency(defaults["concurrency"], "concurrency")
     if defaults["read_timeout"] is not None:
         checks.check_seconds(defaults["read_timeout"], "read_timeout")
     if defaults["prefetch_storage"] is not None:

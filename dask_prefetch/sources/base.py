@@ -57,13 +57,19 @@ class RangeSource(abc.ABC):
     last_retried_error
         The last error a client library retried out of sight (e.g. ``"SlowDown (HTTP 503)"``),
         for timeout messages; None when the source cannot tell.
+    throttles
+        Throttling answers (``503 SlowDown`` and the like) the client retried so far: the engines
+        reading through this source back off their GETs in flight when it grows. Stays 0 when the
+        source cannot tell.
     """
 
     last_retried_error: str | None = None
+    throttles: int = 0
 
     def __init__(self, fs: Any) -> None:
         self.fs = fs  # the filesystem whose client reads the store
         self.last_retried_error = None
+        self.throttles = 0
 
     def __reduce__(self) -> tuple:
         return type(self), (self.fs,)

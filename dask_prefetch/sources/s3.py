@@ -116,7 +116,14 @@ class S3Source(RangeSource):
             error = response[1].get("Error") if isinstance(response[1], dict) else None
             if error and error.get("Code"):
                 status = getattr(response[0], "status_code", "?")
+                if error["Code"] in THROTTLING_CODES or status == 503:
+                    self.throttles += 1
                 self.last_retried_error = f"{error['Code']} (HTTP {status}): {error.get('Message', '')}".rstrip(": ")
+
+
+#: Error codes with which S3 (and S3-compatible stores) ask a client to slow down.
+THROTTLING_CODES = frozenset({"SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded",
+                              "TooManyRequests", "RequestThrottled", "ServiceUnavailable"})
 
 
 def check_range(response: dict, shard: ObjectVersion, first: int, stop: int) -> None:
