@@ -167,7 +167,7 @@ def forward_reading(cls: type, target: type) -> type:
     itself (s3fs's ``cat``, ``get_file``, ``split_path``, ``call_s3``, ``url``, the async twins
     such as ``_cat_file``, ...) is forwarded to ``self.fs``, unless ``cls`` has its own
     (``open``, the listing calls of :data:`FORWARDED`, ...). fsspec's generic methods written
-    over other ones (``head``, ``read_text``, ``walk``'s kin, ``get_mapper``, ``to_json``, ...)
+    over other ones (``head``, ``tail``, ``read_text``, ``tree``, ``get_mapper``, ``to_json``, ...)
     stay the wrapper's, so that they run on top of what it forwards and opens. Static methods are
     the target's own; nothing that is not on the allow-list is forwarded (refuse the rest with
     ``allow_only_reading(cls, target)``).
