@@ -13,6 +13,7 @@ import urllib.request
 
 import dask.config
 import pytest
+import s3fs
 from conftest import BUCKET, put_shards
 
 from dask_prefetch import S3PrefetchFileSystem
@@ -41,15 +42,18 @@ def methods_outside_the_allow_list(obj) -> list[str]:
     return names
 
 
-def test_every_method_outside_the_allow_list_refuses_and_the_store_is_unchanged(fs, raw_fs):
+@pytest.mark.parametrize("layer", ["S3PrefetchFileSystem", "the s3fs it holds"])
+def test_every_method_outside_the_allow_list_refuses_and_the_store_is_unchanged(fs, raw_fs, layer):
+    """On the filesystem and on the s3fs it reads through (``fs.fs``): reaching through cannot write either."""
+    target = fs if layer == "S3PrefetchFileSystem" else fs.fs
     (path,) = put_shards(raw_fs, [1000])
     upload = raw_fs.call_s3("create_multipart_upload", Bucket=BUCKET, Key="pending")  # another writer's
     before = snapshot(raw_fs)
-    names = methods_outside_the_allow_list(fs)
+    names = methods_outside_the_allow_list(target)
     assert {"_copy_managed", "clear_multipart_uploads", "_abort_mpu", "pipe", "rm", "put_tags"} <= set(names)
     assert len(names) >= 50
     for name in names:
-        method = getattr(fs, name)
+        method = getattr(target, name)
         args = (path, f"{BUCKET}/copy")
         with pytest.raises(PermissionError, match=r"read-only: .*\(\) is not allowed"):
             result = method(*args)
@@ -65,7 +69,20 @@ def test_the_allow_list_names_only_methods_that_exist():
     assert sorted(READING_METHODS - known) == []
 
 
-def test_call_s3_sends_only_read_operations(fs, raw_fs):
+def test_the_filesystem_answers_every_method_of_s3fs():
+    """Composed, not inherited: yet every s3fs method is there, read (forwarded) or refused -- none is missing."""
+    kinds = (staticmethod, classmethod)
+    attributes = {n: inspect.getattr_static(s3fs.S3FileSystem, n) for n in dir(s3fs.S3FileSystem) if n[:2] != "__"}
+    methods = {n for n, a in attributes.items() if inspect.isfunction(a) or isinstance(a, kinds)}
+    assert len(methods) > 150
+    missing = methods - set(dir(S3PrefetchFileSystem))
+    assert sorted(missing) == []
+    assert not issubclass(S3PrefetchFileSystem, s3fs.S3FileSystem)
+
+
+@pytest.mark.parametrize("layer", ["S3PrefetchFileSystem", "the s3fs it holds"])
+def test_call_s3_sends_only_read_operations(fs, raw_fs, layer):
+    fs = fs if layer == "S3PrefetchFileSystem" else fs.fs
     (path,) = put_shards(raw_fs, [1000])
     before = snapshot(raw_fs)
     assert fs.call_s3("head_object", Bucket=BUCKET, Key=path.split("/", 1)[1])["ContentLength"] == 1000
@@ -107,6 +124,18 @@ def test_open_async_refuses_writing_modes(fs, raw_fs):
 
     assert asyncio.run_coroutine_threadsafe(read_and_try_writing(), fs.loop).result(10) == raw_fs.cat(path)
     assert not raw_fs.exists(f"{BUCKET}/new")
+
+
+def test_the_s3fs_it_holds_opens_for_reading_only(fs, raw_fs):
+    """``fs.fs.open`` is s3fs's own (unprefetched) file: it reads, and refuses every writing mode."""
+    (path,) = put_shards(raw_fs, [1000])
+    with fs.fs.open(path, "rb") as f:
+        assert f.read() == raw_fs.cat(path)
+    before = snapshot(raw_fs)
+    for mode in ("wb", "ab", "w", "r+b", "xb"):
+        with pytest.raises(PermissionError, match="read-only"):
+            fs.fs.open(f"{BUCKET}/new", mode)
+    assert snapshot(raw_fs) == before
 
 
 def test_another_store_s_url_is_named(fs):

@@ -1,8 +1,8 @@
 """The prefetching ``open`` shared by the filesystems: checks, settings, tiers, engine, file.
 
-:class:`PrefetchOpening` is mixed into :class:`~dask_prefetch.fs.s3.S3PrefetchFileSystem`
-and :class:`~dask_prefetch.fs.prefetch.PrefetchFileSystem`; each says where its bytes come from
-(:meth:`PrefetchOpening._range_source`) and how it names objects
+:class:`PrefetchOpening` is mixed into :class:`~dask_prefetch.fs.prefetch.PrefetchFileSystem`
+(and so into its S3 case, :class:`~dask_prefetch.fs.s3.S3PrefetchFileSystem`); a filesystem says
+where its bytes come from (:meth:`PrefetchOpening._range_source`) and how it names objects
 (:meth:`PrefetchOpening._object_path`), and everything else about opening is here, once.
 """
 

@@ -16,6 +16,7 @@ the surface is an allow-list (:mod:`dask_prefetch.fs.readonly`).
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, ClassVar, Sequence
 
 import s3fs
@@ -24,12 +25,12 @@ from fsspec.implementations.chained import ChainedFileSystem
 from fsspec.spec import AbstractFileSystem
 
 from .. import checks, config
-from .s3 import s3_client_defaults
+from .s3target import s3_client_defaults
 from .opening import PrefetchOpening
-from .readonly import allow_only_reading
+from .readonly import READING_METHODS, allow_only_reading
 from ..sources import RangeSource, source_for
 
-__all__ = ["PrefetchFileSystem"]
+__all__ = ["PrefetchFileSystem", "forward_reading"]
 
 #: Calls handed to the target filesystem unchanged (listings and metadata: nothing that writes).
 FORWARDED = (
@@ -54,6 +55,9 @@ class PrefetchFileSystem(PrefetchOpening, ChainedFileSystem):
         The path of a chained URL (fsspec passes it; not used).
     block_size, prefetch_storage, concurrency, part_size, read_timeout
         Defaults for :meth:`open` (each None: ``dask-prefetch.*`` configuration).
+    s3_client
+        For an S3 target: ``"aiobotocore"`` or ``"obstore"``, the client ranged GETs go through
+        (None: ``dask-prefetch.s3-client``). Ignored for other targets.
     **kwargs
         For fsspec's ``AbstractFileSystem`` (e.g. ``skip_instance_cache``).
 
@@ -63,7 +67,8 @@ class PrefetchFileSystem(PrefetchOpening, ChainedFileSystem):
         If neither or both of ``fs`` and ``target_protocol`` are given, or the target is itself
         a ``PrefetchFileSystem``.
     TypeError, ValueError
-        For malformed prefetch settings (see :meth:`open`).
+        For malformed prefetch settings (see :meth:`open`), or an ``s3_client`` that is not one
+        of those names.
     ImportError
         If the target protocol's package is not installed (fsspec's message names it).
 
@@ -89,6 +94,7 @@ class PrefetchFileSystem(PrefetchOpening, ChainedFileSystem):
         concurrency: int | None = None,
         part_size: int | str | None = None,
         read_timeout: float | str | None = None,
+        s3_client: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -102,7 +108,8 @@ class PrefetchFileSystem(PrefetchOpening, ChainedFileSystem):
         if isinstance(fs, PrefetchFileSystem):
             raise ValueError("PrefetchFileSystem over a PrefetchFileSystem: prefetch once")
         self.fs = fs
-        self.source: RangeSource = source_for(fs, config.get("s3-client"), "dask-prefetch.s3-client")  # S3 targets
+        name = "s3_client" if s3_client is not None else "dask-prefetch.s3-client"
+        self.source: RangeSource = source_for(fs, config.get("s3-client") if s3_client is None else s3_client, name)
         self._open_defaults = _checked_defaults(
             dict(
                 block_size=block_size,
@@ -136,7 +143,7 @@ class PrefetchFileSystem(PrefetchOpening, ChainedFileSystem):
         return self.fs._strip_protocol(self._strip_protocol(path))
 
     def __repr__(self) -> str:
-        return f"<PrefetchFileSystem over {type(self.fs).__name__}>"
+        return f"<{type(self).__name__} over {type(self.fs).__name__}>"
 
 
 def _forwarding(name: str) -> Any:
@@ -151,6 +158,68 @@ def _forwarding(name: str) -> Any:
 
 for _name in FORWARDED:
     setattr(PrefetchFileSystem, _name, _forwarding(_name))
+
+
+def forward_reading(cls: type, target: type) -> type:
+    """Give the wrapper class ``cls`` the reading methods of ``target``, the class of the filesystem it holds.
+
+    Each name of :data:`~dask_prefetch.fs.readonly.READING_METHODS` that ``target`` implements
+    itself (s3fs's ``cat``, ``get_file``, ``split_path``, ``call_s3``, ``url``, the async twins
+    such as ``_cat_file``, ...) is forwarded to ``self.fs``, unless ``cls`` has its own
+    (``open``, the listing calls of :data:`FORWARDED`, ...). fsspec's generic methods written
+    over other ones (``head``, ``tail``, ``read_text``, ``tree``, ``get_mapper``, ``to_json``, ...)
+    stay the wrapper's, so that they run on top of what it forwards and opens. Static methods are
+    the target's own; nothing that is not on the allow-list is forwarded (refuse the rest with
+    ``allow_only_reading(cls, target)``).
+    """
+    for name in sorted(READING_METHODS & set(dir(target))):
+        if _implementer(cls, name) not in (None, AbstractFileSystem):
+            continue  # the wrapper's own
+        theirs = _implementer(target, name)
+        mirrored = inspect.iscoroutinefunction(getattr(target, f"_{name}", None)) or inspect.isasyncgenfunction(
+            getattr(target, f"_{name}", None)
+        )  # fsspec makes the sync twin of an async method on each instance
+        if theirs is AbstractFileSystem and not mirrored:
+            continue
+        attribute = inspect.getattr_static(target, name)
+        if isinstance(attribute, staticmethod):
+            setattr(cls, name, attribute)
+        elif isinstance(attribute, classmethod):
+            setattr(cls, name, classmethod(_forwarding_to_class(name, target)))
+        else:
+            setattr(cls, name, _forwarding_to_target(name, inspect.iscoroutinefunction(attribute)))
+    return cls
+
+
+def _implementer(cls: type, name: str) -> type | None:
+    return next((c for c in cls.__mro__ if name in c.__dict__), None)
+
+
+def _forwarding_to_target(name: str, is_async: bool) -> Any:
+    if is_async:
+
+        async def forward_async(self: Any, *args: Any, **kwargs: Any) -> Any:
+            return await getattr(self.fs, name)(*args, **kwargs)
+
+        forward: Any = forward_async
+    else:
+
+        def forward_sync(self: Any, *args: Any, **kwargs: Any) -> Any:
+            return getattr(self.fs, name)(*args, **kwargs)
+
+        forward = forward_sync
+    forward.__name__ = forward.__qualname__ = name
+    forward.__doc__ = f"The held filesystem's ``{name}`` (see its documentation)."
+    return forward
+
+
+def _forwarding_to_class(name: str, target: type) -> Any:
+    def forward(cls: type, *args: Any, **kwargs: Any) -> Any:
+        return getattr(target, name)(*args, **kwargs)
+
+    forward.__name__ = forward.__qualname__ = name
+    forward.__doc__ = f"``{target.__name__}.{name}`` (see its documentation)."
+    return forward
 
 
 def _checked_defaults(defaults: dict) -> dict:

@@ -7,6 +7,11 @@ refused until someone has read it and listed it here; nothing that writes, copie
 or manages uploads can slip through. Two allowed methods can be asked to do writes, and are
 checked by their arguments instead: ``call_s3`` (only S3 read operations, :data:`READ_OPERATIONS`)
 and ``url``/``sign`` (presigned URLs for ``get_object`` and ``head_object`` only).
+
+A wrapper filesystem that holds another one (``S3PrefetchFileSystem`` holds an s3fs) is given the
+held class's surface as well: ``allow_only_reading(cls, target)`` also refuses every method of
+``target`` that is not a reading one, so the wrapper answers ``PermissionError`` to all of s3fs's
+writing methods, not ``AttributeError``.
 """
 
 from __future__ import annotations
@@ -66,6 +71,7 @@ def _refusing(name: str, owner: str, is_async: bool) -> Callable[..., Any]:
         refuse = refuse_sync
     refuse.__name__ = refuse.__qualname__ = name
     refuse.__doc__ = f"Not allowed: {owner} is read-only (raises PermissionError)."
+    refuse._refuses = True  # type: ignore[attr-defined]  # a subclass re-makes it in its own name
     return refuse
 
 
@@ -75,26 +81,45 @@ def _own(cls: type, name: str) -> bool:
     return owner is not None and owner.__module__.split(".")[0] == __name__.split(".")[0]
 
 
-def refused_methods(cls: type) -> list[str]:
-    """Names of the methods of ``cls``'s bases that :func:`allow_only_reading` refuses on it."""
+def _is_method(attribute: Any) -> bool:
+    return isinstance(attribute, (staticmethod, classmethod)) or inspect.isfunction(attribute)
+
+
+def _method(cls: type, name: str, targets: tuple[type, ...]) -> Any:
+    """``cls``'s attribute ``name``, else the first target's (None if neither has it)."""
+    for owner in (cls, *targets):
+        attribute = inspect.getattr_static(owner, name, None)
+        if attribute is not None:
+            return attribute
+    return None
+
+
+def refused_methods(cls: type, *targets: type) -> list[str]:
+    """Names of the methods of ``cls``'s bases (and of the ``targets`` classes) that
+    :func:`allow_only_reading` refuses on ``cls``."""
     names = []
-    for name in dir(cls):
-        if name.startswith("__") or name in READING_METHODS or _own(cls, name):
+    for name in sorted(set(dir(cls)).union(*(dir(t) for t in targets))):
+        if name.startswith("__") or name in READING_METHODS:
             continue
-        attribute = inspect.getattr_static(cls, name)
-        if isinstance(attribute, (staticmethod, classmethod)) or inspect.isfunction(attribute):
+        attribute = _method(cls, name, targets)
+        if hasattr(cls, name) and _own(cls, name) and not getattr(attribute, "_refuses", False):
+            continue
+        if _is_method(attribute):
             names.append(name)
     return names
 
 
-def allow_only_reading(cls: type) -> type:
+def allow_only_reading(cls: type, *targets: type) -> type:
     """Class decorator: refuse every inherited method not in :data:`READING_METHODS`.
 
     Methods defined by this package's classes (``cls`` and its mixins) are their own business:
-    they must keep themselves read-only.
+    they must keep themselves read-only. Refusals inherited from such a class are made again in
+    ``cls``'s name. ``targets``: classes of filesystems ``cls`` holds and forwards to (called as
+    ``allow_only_reading(cls, target)``); their methods outside the allow-list are refused on
+    ``cls`` too, whether or not ``cls`` has them.
     """
-    for name in refused_methods(cls):
-        function = inspect.getattr_static(cls, name)
+    for name in refused_methods(cls, *targets):
+        function = _method(cls, name, targets)
         function = getattr(function, "__func__", function)
         setattr(cls, name, _refusing(name, cls.__name__, inspect.iscoroutinefunction(function)))
     return cls

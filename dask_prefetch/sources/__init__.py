@@ -31,7 +31,8 @@ def source_for(fs: Any, s3_client: str = "aiobotocore", name: str = "s3_client")
     Parameters
     ----------
     fs
-        The filesystem.
+        The filesystem. A prefetching one (``PrefetchFileSystem``, ``S3PrefetchFileSystem``)
+        already has its source (:attr:`source`, chosen when it was made): that one is returned.
     s3_client
         For an s3fs filesystem: ``"aiobotocore"`` (:class:`~.s3.S3Source`, on ``fs``'s own client)
         or ``"obstore"`` (:class:`~.obstore.ObstoreSource`). Other filesystems get
@@ -52,6 +53,9 @@ def source_for(fs: Any, s3_client: str = "aiobotocore", name: str = "s3_client")
         raise TypeError(f"{name} must be a str, one of {', '.join(map(repr, S3_CLIENTS))}, got {s3_client!r}")
     if s3_client not in S3_CLIENTS:
         raise ValueError(f"{name} must be one of {', '.join(map(repr, S3_CLIENTS))}, got {s3_client!r}")
+    own = getattr(fs, "source", None)
+    if isinstance(own, RangeSource):  # a prefetching filesystem (which holds the store's filesystem)
+        return own
     if isinstance(fs, S3FileSystem):
         if s3_client == "obstore":
             from .obstore import ObstoreSource

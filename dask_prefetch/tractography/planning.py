@@ -18,6 +18,7 @@ import numpy as np
 from fsspec.asyn import _run_coros_in_chunks, sync
 from s3fs import S3FileSystem
 
+from ..fs.s3 import S3PrefetchFileSystem
 from .partitions import Partition
 from ..formats import CorruptTractogramError, TractogramHeader, detect_format
 from ..formats.compression import gunzip_prefix, is_gzip
@@ -220,7 +221,7 @@ def _same_records(a: TractogramHeader, b: TractogramHeader) -> bool:
 async def _cat_heads(fs: Any, paths: list[str], ends: list[int], infos: list[dict]) -> list[bytes]:
     async def head(path: str, end: int, info: dict) -> bytes:
         version = info.get("VersionId")
-        kwargs = {"version_id": version} if version and isinstance(fs, S3FileSystem) else {}
+        kwargs = {"version_id": version} if version and isinstance(fs, (S3FileSystem, S3PrefetchFileSystem)) else {}
         return await fs._cat_file(path, start=0, end=end, **kwargs) if end else b""
 
     return await _run_coros_in_chunks([head(p, e, i) for p, e, i in zip(paths, ends, infos)], batch_size=64)
