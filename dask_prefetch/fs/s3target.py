@@ -24,12 +24,12 @@ __all__ = ["ReadOnlyS3FileSystem", "s3_client_defaults"]
 def s3_client_defaults(kwargs: dict) -> dict:
     """s3fs constructor arguments with this package's client defaults filled in (a copy).
 
-    The connection pool is raised to 64 (botocore's 10 would silently cap the GETs in flight)
-    and botocore's read and connect timeouts follow ``dask-prefetch.stall-timeout``.
+    The connection pool is raised to 64, or ``dask-prefetch.max-concurrency`` if larger
+    (botocore's 10 would silently cap the GETs in flight), and botocore's read and connect timeouts follow ``dask-prefetch.stall-timeout``.
     """
     kwargs = dict(kwargs)
     config_kwargs = dict(kwargs.pop("config_kwargs", None) or {})
-    config_kwargs.setdefault("max_pool_connections", 64)
+    config_kwargs.setdefault("max_pool_connections", max(64, config.get_int("max-concurrency", minimum=1)))
     stall_seconds = config.get_seconds("stall-timeout")
     config_kwargs.setdefault("read_timeout", stall_seconds)
     config_kwargs.setdefault("connect_timeout", stall_seconds)
