@@ -20,11 +20,12 @@ SMALL = dict(block_size=256 * 1024, part_size=64 * 1024)
 
 @pytest.fixture
 def faulty(s3_server, storage_options):
-    """``faulty(rates, stall_seconds)``: a FaultProxy in front of the server and a filesystem through it."""
+    """``faulty(rates, stall_seconds, ..., latency=, bandwidth=)``: a FaultProxy in front of the server and a
+    filesystem through it."""
     proxies = []
 
-    def make(rates, stall_seconds=60.0, seed=0, cut=0.5):
-        proxy = FaultProxy(s3_server.endpoint_url, rates, stall_seconds=stall_seconds, cut=cut, seed=seed).start()
+    def make(rates, stall_seconds=60.0, seed=0, cut=0.5, **shaping):
+        proxy = FaultProxy(s3_server.endpoint_url, rates, stall_seconds, cut, seed, **shaping).start()
         proxies.append(proxy)
         options = {**storage_options, "endpoint_url": proxy.endpoint_url}
         return proxy, S3PrefetchFileSystem(**options, skip_instance_cache=True)
@@ -58,6 +59,25 @@ def test_transient_faults_are_retried_and_every_byte_is_identical(fault, rate, f
         assert stats.gets_resumed == injected  # each broken or stalled GET resumed once, from where it stopped
     assert stats.bytes_fetched == len(data)  # no byte fetched twice: resumed, not restarted
     assert stats.gets_reissued == 0
+
+
+@pytest.mark.parametrize("fault, rate", [("reset", 0.3), ("stall", 0.2)])
+def test_faults_on_a_wan_are_resumed_to_identical_bytes(fault, rate, faulty, raw_fs, tiers):
+    """Faults and WAN shaping at once: cut bodies are paced, resumed GETs wait for the latency again."""
+    paths = put_shards(raw_fs, [MiB, MiB])
+    settings = {"dask-prefetch.stall-timeout": "0.5s", "dask-prefetch.straggler-factor": 0}
+    with dask.config.set(settings):
+        proxy, fs = faulty({fault: rate}, stall_seconds=60, seed=2, latency=0.05, bandwidth=8 * MiB)
+    started = time.monotonic()
+    with dask.config.set(settings), fs.open(paths, prefetch_storage=tiers(1), concurrency=2, **SMALL) as f:
+        data = f.read()
+        stats = f.engine.stats
+    elapsed = time.monotonic() - started
+    assert data == logical_bytes(raw_fs, paths)
+    counts = proxy.counts()
+    assert counts[fault] >= 2 and stats.gets_resumed == counts[fault]
+    assert elapsed >= 2 * MiB / (2 * 8 * MiB)  # two connections at most, each paced to 8 MiB/s
+    assert elapsed >= counts["gets"] * 0.05 / 2  # each GET waited the latency, two at a time at most
 
 
 @pytest.mark.parametrize("fault", ["reset", "stall"])

@@ -1,7 +1,8 @@
-"""The local S3 server and the WAN proxy used by the other tests and the benchmarks (real processes)."""
+"""The local S3 server and the WAN/fault proxy used by the other tests and the benchmarks (real processes)."""
 
 from __future__ import annotations
 
+import http.client
 import math
 import os
 import socket
@@ -15,6 +16,7 @@ import pytest
 import s3fs
 
 from dask_prefetch.testing import LocalS3Server, WanProxy
+from dask_prefetch.testing.proxy import _Body
 from dask_prefetch.testing.s3server import _ChildServer
 
 MiB = 2**20
@@ -150,3 +152,52 @@ def test_proxy_closes_client_when_upstream_refuses() -> None:
                 assert client.recv(1) == b""
             with pytest.raises(ValueError):
                 WanProxy("ftp://nowhere")
+
+
+def test_proxy_shapes_and_injects_faults_at_once(s3_server: LocalS3Server, obj: tuple[str, bytes]) -> None:
+    path, data = obj
+    latency, bandwidth = 0.1, 20 * MiB
+    with WanProxy(s3_server.endpoint_url, latency, bandwidth, faults={"slowdown": 1.0}) as proxy:
+        conn = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=10)
+        t0 = time.perf_counter()
+        conn.request("GET", f"/{path}", headers={"Range": "bytes=0-99"})
+        response = conn.getresponse()
+        assert response.status == 503 and b"<Code>SlowDown</Code>" in response.read()
+        assert time.perf_counter() - t0 >= latency  # the proxy's own answer is as far away as the server's
+        conn.close()
+        proxy.set_rates(slowdown=0.4)
+        far = _fs(proxy.endpoint_url, max_pool_connections=1)  # one connection: the attempts add up
+        before = proxy.counts()
+        t0 = time.perf_counter()
+        for start in (0, 2 * MiB, 4 * MiB):
+            assert far.cat_file(path, start=start, end=start + 2 * MiB) == data[start : start + 2 * MiB]
+        elapsed = time.perf_counter() - t0
+        counts = proxy.counts()
+    attempts, slowdowns = counts["gets"] - before["gets"], counts["slowdown"] - before["slowdown"]
+    assert slowdowns >= 1 and attempts == 3 + slowdowns  # each 503 retried (by botocore) until it passed
+    assert elapsed >= attempts * latency + 6 * MiB / bandwidth  # every attempt delayed, every byte paced
+
+
+def test_body_framing_finds_where_each_message_ends() -> None:
+    body = _Body({"content-length": "5"})
+    assert body.take(memoryview(b"abc")) == 3 and not body.done
+    assert body.take(memoryview(b"deHTTP/1.1")) == 2 and body.done
+    assert _Body({}).done and _Body({"content-length": "9"}, length=0).done  # no body, or none allowed (HEAD)
+    chunked = b"4;ext=1\r\nWiki\r\n5\r\npedia\r\n0\r\nTrailer: x\r\n\r\n"
+    for step in (1, 3, len(chunked)):  # however the bytes arrive
+        body, used = _Body({"transfer-encoding": "chunked"}), 0
+        for i in range(0, len(chunked), step):
+            used += body.take(memoryview(chunked[i : i + step] + b"NEXT"[: 4 if i + step >= len(chunked) else 0]))
+            if body.done:
+                break
+        assert body.done and used == len(chunked)
+    until_eof = _Body({}, eof=True)
+    assert until_eof.take(memoryview(b"x" * 10)) == 10 and not until_eof.done
+
+
+@pytest.mark.parametrize("module", ["proxy", "wan", "faults"])
+def test_proxy_modules_run_standalone(module: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", f"dask_prefetch.testing.{module}", "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0 and "--latency" in result.stdout and "--rate" in result.stdout

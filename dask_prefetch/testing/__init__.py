@@ -10,28 +10,23 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .azurite import LocalAzuriteServer
-    from .faults import FaultProxy
     from .gcs import LocalGCSServer
+    from .proxy import FaultProxy, WanProxy
     from .s3server import LocalS3Server
-    from .wan import WanProxy
 
 __all__ = ["FaultProxy", "LocalAzuriteServer", "LocalGCSServer", "LocalS3Server", "WanProxy"]
 
 
 def __getattr__(name: str) -> Any:
-    # Lazy, so ``python -m dask_prefetch.testing.wan`` does not import itself twice.
+    # Lazy, so ``python -m dask_prefetch.testing.proxy`` does not import itself twice.
     if name == "LocalS3Server":
         from .s3server import LocalS3Server
 
         return LocalS3Server
-    if name == "WanProxy":
-        from .wan import WanProxy
+    if name in ("WanProxy", "FaultProxy"):
+        from . import proxy
 
-        return WanProxy
-    if name == "FaultProxy":
-        from .faults import FaultProxy
-
-        return FaultProxy
+        return getattr(proxy, name)
     if name == "LocalAzuriteServer":
         from .azurite import LocalAzuriteServer
 
