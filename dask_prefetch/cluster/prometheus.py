@@ -5,7 +5,8 @@ collector per process reports every :class:`PrefetchWorkerPlugin` living in it, 
 worker address: counters ``dask_prefetch_fetched_bytes_total``, ``..._served_bytes_total``,
 ``..._requests_total``, ``..._stall_seconds_total``, ``..._start_stall_seconds_total``,
 ``..._files_opened_total``, ``..._files_opened_ahead_total``, ``..._reads_total``,
-``..._reads_waited_total``, ``..._gets_resumed_total``, ``..._gets_reissued_total``; gauges
+``..._reads_waited_total``, ``..._gets_resumed_total``, ``..._gets_reissued_total``,
+``..._concurrency_backoffs_total``; gauges
 ``dask_prefetch_in_flight_requests``, ``dask_prefetch_open_files`` and ``dask_prefetch_tier_bytes``
 (label ``tier``, the tier's index).
 
@@ -70,6 +71,9 @@ class _Collector:
             "reads_waited": counter("reads_waited", "... and had to wait for them (the rest are prefetch hits)"),
             "gets_resumed": counter("gets_resumed", "Ranged GETs resumed after breaking or stalling"),
             "gets_reissued": counter("gets_reissued", "Straggling ranged GETs raced by a second one"),
+            "concurrency_backoffs": counter(
+                "concurrency_backoffs", "Times a file halved its GETs in flight after the store throttled (503 SlowDown)"
+            ),
         }
         ahead = counter("files_opened_ahead", "Files opened for the worker's next tasks")
         in_flight = GaugeMetricFamily("dask_prefetch_in_flight_requests", "Ranged GETs in flight", labels=["worker"])
