@@ -91,7 +91,7 @@ class PrefetchFileSystem(PrefetchOpening, ChainedFileSystem):
         *,
         block_size: int | str | None = None,
         prefetch_storage: Sequence[tuple[str, float]] | None = None,
-        concurrency: int | None = None,
+        concurrency: int | str | None = None,
         part_size: int | str | None = None,
         read_timeout: float | str | None = None,
         s3_client: str | None = None,
