@@ -28,11 +28,16 @@ from dask_prefetch.formats import StreamlineChunk
 from dask_prefetch.testing.trx import write_trx
 
 GROUPS = {"first_ten": np.arange(10, dtype=np.uint32), "odd": np.arange(1, 300, 2, dtype=np.uint32)}
+#: data per group (dpg): one row each
+DPG = {
+    "first_ten": {"mean_fa": np.array([0.25], np.float32), "color": np.array([255, 0, 128], np.uint8)},
+    "odd": {"volume": np.array([1.5, -2.0], np.float64)},
+}
 #: name -> (source TRK, write_trx options)
 VARIANTS = {
-    "stored": ("tracks300.trk", dict(storage="stored", groups=GROUPS)),
-    "deflated": ("tracks300.trk", dict(storage="deflated", groups=GROUPS)),
-    "directory": ("tracks300.trk", dict(storage="directory", groups=GROUPS)),
+    "stored": ("tracks300.trk", dict(storage="stored", groups=GROUPS, dpg=DPG)),
+    "deflated": ("tracks300.trk", dict(storage="deflated", groups=GROUPS, dpg=DPG)),
+    "directory": ("tracks300.trk", dict(storage="directory", groups=GROUPS, dpg=DPG)),
     "float16-uint64": (
         "tracks300.trk",
         dict(
@@ -84,6 +89,13 @@ def assert_equals_trx_python(tg, path: Path) -> None:
         assert sorted(groups) == sorted(ref.groups)
         for key, values in groups.items():
             np.testing.assert_array_equal(values, np.asarray(ref.groups[key]))
+        dpg = dask.compute(tg.data_per_group, scheduler="sync")[0]
+        assert {g: sorted(d) for g, d in dpg.items()} == {g: sorted(d) for g, d in ref.data_per_group.items()}
+        for group, named in dpg.items():
+            for key, values in named.items():
+                expected = np.asarray(ref.data_per_group[group][key])
+                assert values.dtype == expected.dtype and values.shape == expected.shape == (1, expected.size)
+                np.testing.assert_array_equal(values, expected)
         np.testing.assert_array_equal(tg.header.voxel_to_rasmm, ref.header["VOXEL_TO_RASMM"])
         assert tg.header.fields["DIMENSIONS"] == tuple(int(d) for d in ref.header["DIMENSIONS"])
         assert tg.header.format == "trx" and tg.header.nb_streamlines == ref.header["NB_STREAMLINES"]
@@ -110,6 +122,7 @@ def test_from_s3_equals_trx_python(raw_fs, storage_options, tiers, trx_files, va
     )
     if npartitions is not None:
         assert tg.npartitions == npartitions
+    assert sorted(tg.data_per_group) == sorted(VARIANTS[variant][1].get("dpg", {}))  # written, and found
     assert_equals_trx_python(tg, path)
 
 

@@ -55,12 +55,14 @@ def write_trx(
     dps: dict | None = None,
     groups: dict[str, np.ndarray] | None = None,
     named: bool = True,
+    dpg: dict[str, dict[str, np.ndarray]] | None = None,
 ) -> Path:
     """Write a TRX with trx-python from the TRK ``source`` (see :func:`source_trk`); return its path.
 
     ``storage`` is ``"stored"`` or ``"deflated"`` (a zip: ``path`` should end with ``.trx``) or
     ``"directory"``; ``positions``/``offsets`` their dtypes; ``dpv``/``dps`` dtypes by name; ``groups``
-    streamline indices by name; ``named`` adds per-point and per-streamline data (:func:`with_named_data`).
+    streamline indices by name; ``named`` adds per-point and per-streamline data (:func:`with_named_data`);
+    ``dpg`` data per group, ``{group: {name: values}}`` (each written as one row, as trx-python keeps it).
     """
     import nibabel as nib
     from trx import trx_file_memmap as tmm
@@ -73,6 +75,8 @@ def write_trx(
     trx = tmm.TrxFile.from_tractogram(tractogram, reference=reference, dtype_dict=dtypes)
     for name, indices in (groups or {}).items():
         trx.groups[name] = np.asarray(indices)
+    for group, arrays in (dpg or {}).items():
+        trx.data_per_group[group] = {name: np.asarray(values).reshape(1, -1) for name, values in arrays.items()}
     path = Path(path)
     if storage == "directory":
         tmm.save(trx, str(path))

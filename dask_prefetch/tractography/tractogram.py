@@ -50,7 +50,7 @@ from ..formats.compression import gunzip_prefix, is_gzip
 from ..formats.tck import MAGIC as TCK_MAGIC
 from ..formats.tck import MAX_HEADER, read_tck_header, tck_byte_ranges
 from ..formats.trk import parse_trk_header
-from .trx_planning import is_trx_directory, is_trx_name, plan_trx, trx_groups
+from .trx_planning import is_trx_directory, is_trx_name, plan_trx, trx_data_per_group, trx_groups
 
 #: One partition per started 256 MiB of a single TRK file by default (as for TCK).
 TRK_PARTITION_BYTES = 256 * 2**20
@@ -77,6 +77,10 @@ class Tractogram:
     groups : dict of str to dask.array.Array
         TRX groups: the int64 indices (into the streamlines, in file order) of each group's
         streamlines. Empty for TRK and TCK.
+    data_per_group : dict of str to dict of str to dask.array.Array
+        TRX ``dpg``: ``{group: {name: values}}``, each one row ``(1, columns)`` in its stored
+        dtype, as trx-python loads it (several files holding it: one row per file, in file
+        order). Empty for TRK and TCK.
 
     Notes
     -----
@@ -96,9 +100,11 @@ class Tractogram:
         identity: Any,
         parts: list[Any] | None = None,
         groups: dict[str, da.Array] | None = None,
+        data_per_group: dict[str, dict[str, da.Array]] | None = None,
     ):
         self.header = header
         self.groups = dict(groups or {})
+        self.data_per_group = {g: dict(named) for g, named in (data_per_group or {}).items()}
         self.partitions = partitions
         self._opener = opener
         self._chunk_bytes = chunk_bytes
@@ -129,7 +135,8 @@ class Tractogram:
         """
         parts = list(dask.persist(*self._parts, **kwargs))
         return Tractogram(
-            self.header, self.partitions, self._opener, self._chunk_bytes, self._identity, parts, self.groups
+            self.header, self.partitions, self._opener, self._chunk_bytes, self._identity, parts, self.groups,
+            self.data_per_group,
         )
 
     def to_chunks(self) -> db.Bag:
@@ -479,7 +486,10 @@ def _trx_tractogram(
     version = opener.fs.source.version if opener.fs is not None else None
     plan = plan_trx(fs, paths, npartitions, version)
     identity = (fs.protocol, storage_options, plan.seen)
-    return Tractogram(plan.header, plan.partitions, opener, chunk_bytes, identity, groups=trx_groups(plan, opener))
+    return Tractogram(
+        plan.header, plan.partitions, opener, chunk_bytes, identity,
+        groups=trx_groups(plan, opener), data_per_group=trx_data_per_group(plan, opener),
+    )
 
 
 def _filesystem(first: str, storage_options: Any, block_size: Any, prefetch_storage: Any) -> tuple[Any, Opener]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Sequence
 
 import dask
@@ -27,7 +27,7 @@ from .planning import MixedDataWarning
 from ..formats import TractogramHeader
 from ..formats.trx import HEADER, TrxContents, TrxMember
 from .trx_locate import locate_trx, pin_infos, sources
-from .trx_reading import TrxSegment, read_group
+from .trx_reading import TrxSegment, read_group, read_group_data
 
 #: Names that make ``read_tractogram`` read paths as TRX (a zip, or a directory), besides a zip's magic.
 TRX_SUFFIX = ".trx"
@@ -48,7 +48,8 @@ class TrxPlan:
     """What ``read_tractogram`` needs of TRX files: the header, partitions, groups, and what was seen.
 
     ``groups`` maps a group name to ``(file, member, first streamline of the file)`` for every
-    file that has it; ``seen`` is ``(path, size, version)`` of every object read.
+    file that has it, ``group_data`` a ``dpg`` key (``"<group>/<name>"``) to ``(file, member)``
+    for every file that has it; ``seen`` is ``(path, size, version)`` of every object read.
     """
 
     header: TractogramHeader
@@ -56,6 +57,7 @@ class TrxPlan:
     groups: dict[str, list[tuple[TrxContents, TrxMember, int]]]
     seen: list[tuple[Any, Any, Any]]
     pins: dict[str, tuple]
+    group_data: dict[str, list[tuple[TrxContents, TrxMember]]] = field(default_factory=dict)
 
 
 def plan_trx(
@@ -89,13 +91,16 @@ def plan_trx(
     if len(files) > 1:
         header = replace(header, nb_streamlines=sum(c.nb_streamlines for c in files))
     groups: dict[str, list[tuple[TrxContents, TrxMember, int]]] = {}
+    group_data: dict[str, list[tuple[TrxContents, TrxMember]]] = {}
     first = 0
     for c in files:
         for key, m in c.groups:
             groups.setdefault(key, []).append((c, m, first))
+        for key, m in c.dpg:
+            group_data.setdefault(key, []).append((c, m))
         first += c.nb_streamlines
     seen = [(p, i.get("size"), i.get("ETag") or i.get("mtime")) for p, i in sorted(infos.items())]
-    return TrxPlan(header, parts, groups, seen, pins)
+    return TrxPlan(header, parts, groups, seen, pins, group_data)
 
 
 def _common_data(files: list[TrxContents]) -> list[TrxContents]:
@@ -225,9 +230,33 @@ def trx_groups(plan: TrxPlan, opener: Opener) -> dict[str, da.Array]:
     for key, entries in plan.groups.items():
         arrays = []
         for c, m, first in entries:
-            pin = plan.pins.get(m.source)
-            pinned = None if pin is None else [dict(zip(("name", "size", "ETag", "VersionId"), pin))]
-            task = dask.delayed(read_group, pure=True)(opener, m, pinned, c.name, first)
+            task = dask.delayed(read_group, pure=True)(opener, m, _pinned(plan, m), c.name, first)
             arrays.append(da.from_delayed(task, shape=(m.rows,), dtype=np.int64))
         out[key] = da.concatenate(arrays) if len(arrays) > 1 else arrays[0]
     return out
+
+
+def trx_data_per_group(plan: TrxPlan, opener: Opener) -> dict[str, dict[str, da.Array]]:
+    """``{group: {name: array}}`` of the ``dpg`` arrays, one task per array and file.
+
+    An array is one row of its columns, in its stored dtype, as trx-python loads it: shape
+    ``(1, columns)`` for one TRX; several files that hold the same one give one row each, in file
+    order (their groups' indices are joined into one index array, their per-group values are not
+    a single value any more).
+    """
+    out: dict[str, dict[str, da.Array]] = {}
+    for key, entries in plan.group_data.items():
+        group, name = key.split("/", 1)
+        rows = []
+        for c, m in entries:
+            task = dask.delayed(read_group_data, pure=True)(opener, m, _pinned(plan, m), c.name)
+            dtype = np.dtype(m.dtype).newbyteorder("=")
+            rows.append(da.from_delayed(task, shape=(1, m.columns * m.rows), dtype=dtype))
+        out.setdefault(group, {})[name] = da.concatenate(rows) if len(rows) > 1 else rows[0]
+    return out
+
+
+def _pinned(plan: TrxPlan, m: TrxMember) -> list[dict] | None:
+    """The pin of the object holding ``m``, as ``open(pinned=...)`` takes it (None: not pinned)."""
+    pin = plan.pins.get(m.source)
+    return None if pin is None else [dict(zip(("name", "size", "ETag", "VersionId"), pin))]

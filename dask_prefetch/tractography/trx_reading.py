@@ -120,6 +120,14 @@ def _empty(c: TrxContents) -> StreamlineChunk:
     )
 
 
+def read_group_data(opener: Opener, m: TrxMember, pinned: list[dict] | None, name: str) -> np.ndarray:
+    """One ``dpg`` array (read in a task): one row of its columns, in its dtype with native byte order."""
+    start, end = (m.start, m.start + m.stored) if m.deflated else m.byte_range(0, m.rows)
+    with opener.open([m.source], 0, start, pinned, end) as f:
+        values = read_rows(f, m, 0, m.rows, name)
+    return values.reshape(1, -1).astype(np.dtype(m.dtype).newbyteorder("="))
+
+
 def read_group(opener: Opener, m: TrxMember, pinned: list[dict] | None, name: str, first: int) -> np.ndarray:
     """A group's streamline indices (read in a task), int64, plus ``first`` (its file's first streamline)."""
     start, end = (m.start, m.start + m.stored) if m.deflated else m.byte_range(0, m.rows)
