@@ -213,12 +213,13 @@ def iter_partition(
             if len(chunk):
                 yield chunk
     elif part.kind == "bodies":
-        lengths: list[np.ndarray] = []
+        lengths: list[np.ndarray] = []  # of every streamline, when the shards' counts are checked at the end
         with opener.open(*part.first_stream()) as f:
             try:
                 reader = TrkReader(f, part.paths[0], ignore_count=not part.whole, chunk_bytes=chunk_bytes)
                 for chunk in ([reader.read_all()] if whole else reader):
-                    lengths.append(chunk.lengths)
+                    if part.shard_counts:
+                        lengths.append(chunk.lengths)
                     yield chunk
             except CorruptTractogramError as e:
                 raise in_shard(e, part.paths, part.sizes, part.header_bytes) from None
