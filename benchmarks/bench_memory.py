@@ -144,8 +144,9 @@ def task_table(args: argparse.Namespace) -> None:
         raw.mkdir("memory")
         raw.pipe("memory/big.trk.gz", data)
         print(f"one .trk.gz: {args.trk_mb:g} MB of records ({points * 12 / MiB:.0f} MiB of float32 points), "
-              f"{len(data) / MB:.0f} MB compressed, {n} streamlines; chunk_size {args.chunk}; tier {args.tier_mib:g} MiB "
-              f"in {TIER}; {args.server}; ready in {time.perf_counter() - began:.0f} s; load {os.getloadavg()[0]:.2f}")
+              f"{len(data) / MB:.0f} MB compressed, {n} streamlines; chunk_size {args.chunk}; "
+              f"tier {args.tier_mib:g} MiB in {TIER}; {args.server}; ready in {time.perf_counter() - began:.0f} s; "
+              f"load {os.getloadavg()[0]:.2f}")
         print(f"{'function':<8} {'per':<10} {'calls':>6} {'peak RSS growth MiB':>20} {'tracemalloc peak MiB':>21} "
               f"{'seconds':>8}")
         for func in ("count", "arc"):

@@ -54,8 +54,9 @@ def nibabel_reference(blobs: list[bytes]) -> StreamlineChunk:
         cls = nib.streamlines.TrkFile if data[:5] == b"TRACK" else nib.streamlines.TckFile
         tg = cls.load(io.BytesIO(data), lazy_load=False).tractogram
         s = tg.streamlines
-        scalars = np.hstack([tg.data_per_point[k].get_data() for k in tg.data_per_point]) if tg.data_per_point else None
-        props = np.hstack([tg.data_per_streamline[k] for k in tg.data_per_streamline]) if tg.data_per_streamline else None
+        dpp, dps = tg.data_per_point, tg.data_per_streamline
+        scalars = np.hstack([dpp[k].get_data() for k in dpp]) if dpp else None
+        props = np.hstack([dps[k] for k in dps]) if dps else None
         if len(s):
             chunks.append(StreamlineChunk(s.get_data(), np.asarray(s._lengths, np.int64), scalars, props))
     return StreamlineChunk.concat(chunks)
@@ -179,7 +180,9 @@ def test_trx_streamed_equals_trx_python(tmp_path, storage):
         ref.close()
 
 
-def test_on_a_cluster_with_the_plugins_streamed_tasks_are_prefetched_like_the_others(raw_fs, storage_options, tiers, tmp_path):
+def test_on_a_cluster_with_the_plugins_streamed_tasks_are_prefetched_like_the_others(
+    raw_fs, storage_options, tiers, tmp_path
+):
     """Streamed tasks are ``read_partition`` tasks too: the plugins open each worker's next partition
     ahead and the task claims it; the results equal the default path's, in order."""
     objects = sharded(tmp_path) | {f"t.pt{i:03d}": trk_bytes(synthetic_streamlines(30, 10 + i)) for i in range(3, 6)}
