@@ -20,6 +20,13 @@ workers' S3 clients not timed; closed after, as an idle cluster costs ~0.1 core)
     each task's file starts prefetching when the task starts.
 (c) as (b) without ``prefetch_storage``, with ``PrefetchSchedulerPlugin`` and ``PrefetchWorkerPlugin``
     registered: workers open their next partitions while the current one computes.
+(d) as (c), streamed: ``map_chunks(f, per="chunk")`` runs the compute on each 2 MiB chunk of records as
+    it is parsed, while the rest of the partition arrives (arc lengths joined, histograms summed:
+    checked against the same compute on the same chunks in memory).
+
+The task stream of every cluster run (``distributed.get_task_stream``) gives each worker's timeline:
+when its first task starts after the job is submitted, how long that first task takes against the
+later ones (the median), and the idle gaps between its tasks (their sum and the largest).
 
 References: compute only (chunks in memory, one thread = ``compute_total``; and on a cluster with the
 chunks scattered first, where allocation costs more: distributed spawns workers with
@@ -66,6 +73,7 @@ from s3rver import S3rverServer
 
 N_RESAMPLED, BINS, EXTENT = 20, 32, 128.0  # points per resampled streamline; histogram grid over +-EXTENT mm
 A, B, C = "(a) nibabel + s3fs, task per shard", "(b) read_tractogram, per-task prefetch", "(c) + scheduler/worker plugins"
+D = "(d) (c) streamed: map_chunks per chunk"
 COMPUTE, TRANSFER = "ref: compute only (1 thread)", "ref: transfer only (WAN)"
 ON_CLUSTER = "ref: compute only (cluster, in memory)"
 IDEAL_TARGET, STALL_TARGET = 1.2, 0.2
@@ -85,7 +93,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--storage", default="/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir())
     p.add_argument("--storage-mib", type=float, default=1024, help="prefetch budget (per file in (b), per worker in (c))")
     p.add_argument("--server", choices=["s3rver", "moto"], default="s3rver")
-    p.add_argument("--skip", default="", help="comma-separated methods to leave out: a, b, c")
+    p.add_argument("--skip", default="", help="comma-separated methods to leave out: a, b, c, d")
     p.add_argument("--mmap-threshold-mib", type=float, default=None,
                    help="start the workers with MALLOC_MMAP_THRESHOLD_ set (distributed's MALLOC_TRIM_THRESHOLD_ "
                         "otherwise makes every numpy temporary >= 128 KiB a fresh mapping)")
@@ -139,10 +147,32 @@ def submit_each(client: Any, func: Callable, items: list, *args: Any) -> Result:
     return functools.reduce(merge, client.gather([client.submit(func, x, *args, pure=False) for x in items]))
 
 
-def with_tractogram(client: Any, options: dict, scale: int, storage: list | None, keys: list[str]) -> Result:
-    """Methods (b) and (c): read_tractogram, the compute per partition, folded with the bag."""
+def with_tractogram(
+    client: Any, options: dict, scale: int, storage: list | None, keys: list[str], per: str = "partition"
+) -> Result:
+    """Methods (b), (c) and (d): read_tractogram, the compute per partition (or per chunk), folded with the bag."""
     tg = read_tractogram([f"s3://{k}" for k in keys], storage_options=options, prefetch_storage=storage)
-    return tg.map_chunks(functools.partial(compute, scale=scale)).fold(merge).compute(scheduler=client)
+    return tg.map_chunks(functools.partial(compute, scale=scale), per=per).fold(merge).compute(scheduler=client)
+
+
+def timeline(tasks: list[dict], submitted: float) -> list[dict[str, float]]:
+    """Per worker (by when it started working): first-task start after ``submitted``, first-task duration,
+    the later tasks' median duration, the idle gaps between tasks (sum, largest), from a task stream."""
+    spans: dict[str, list[tuple[float, float]]] = {}
+    for t in tasks:
+        for ss in t.get("startstops", ()):
+            if ss["action"] == "compute":
+                spans.setdefault(t["worker"], []).append((ss["start"], ss["stop"]))
+    out = []
+    for runs in sorted((sorted(v) for v in spans.values()), key=lambda v: v[0][0]):
+        long = [r for r in runs if r[1] - r[0] > 0.01]  # the partitions' tasks, not the folds' merges
+        first = long[0] if long else runs[0]
+        gaps = [max(0.0, b[0] - a[1]) for a, b in zip(runs, runs[1:])]
+        later = [r[1] - r[0] for r in long[1:]]
+        out.append({"first_start": first[0] - submitted, "first_seconds": first[1] - first[0],
+                    "later_median_seconds": statistics.median(later) if later else float("nan"),
+                    "tasks": len(long), "gaps_sum": sum(gaps), "gap_max": max(gaps, default=0.0)})
+    return out
 
 
 def compute_only(chunks: list[StreamlineChunk], scale: int) -> Method:
@@ -195,6 +225,30 @@ def warm_up(options: dict) -> None:
 
 
 @contextlib.contextmanager
+def task_stream(client: Any) -> Iterator[Any]:
+    """``distributed.get_task_stream`` on ``client`` (None: nothing recorded, None)."""
+    if client is None:
+        yield None
+        return
+    from distributed import get_task_stream
+
+    with get_task_stream(client=client) as stream:
+        yield stream
+
+
+def print_timelines(timelines: dict[str, list[list[dict[str, float]]]]) -> None:
+    """Each method's per-worker timeline, medians over the runs (workers ranked by when they started)."""
+    print(f"\n{'timeline (median of runs)':<42} {'worker':>6} {'1st start s':>11} {'1st task s':>10} "
+          f"{'later tasks s':>13} {'gaps s':>7} {'max gap s':>9}")
+    for name, runs in sorted(timelines.items()):
+        for w in range(max(len(r) for r in runs)):
+            rows = [r[w] for r in runs if len(r) > w]
+            med = {k: statistics.median(row[k] for row in rows) for k in rows[0]}
+            print(f"{name:<42} {w + 1:>6} {med['first_start']:>11.3f} {med['first_seconds']:>10.3f} "
+                  f"{med['later_median_seconds']:>13.3f} {med['gaps_sum']:>7.3f} {med['gap_max']:>9.3f}")
+
+
+@contextlib.contextmanager
 def fresh_cluster(plugins: list | None, options: dict) -> Iterator[Any]:
     """A client of a new 2-worker cluster with ``plugins`` registered (None: no cluster, None)."""
     if plugins is None:
@@ -225,8 +279,8 @@ def main(argv: list[str] | None = None) -> dict:
         print("dask_prefetch.process_stats is missing: no stall figures")
     plugins: dict[str, Callable[[], list]] = {A: list, B: list, ON_CLUSTER: list}
     if hasattr(dask_prefetch, "PrefetchSchedulerPlugin"):
-        plugins[C] = lambda: [dask_prefetch.PrefetchSchedulerPlugin(),
-                              dask_prefetch.PrefetchWorkerPlugin(prefetch_storage=storage)]
+        plugins[C] = plugins[D] = lambda: [dask_prefetch.PrefetchSchedulerPlugin(),
+                                           dask_prefetch.PrefetchWorkerPlugin(prefetch_storage=storage)]
     else:
         print(f"dask_prefetch.PrefetchSchedulerPlugin is missing: {C} skipped")
     server = S3rverServer() if args.server == "s3rver" else LocalS3Server()
@@ -236,8 +290,10 @@ def main(argv: list[str] | None = None) -> dict:
         keys, shards, written = upload(s3fs.S3FileSystem(**direct, skip_instance_cache=True), args)
         sizes = [HEADER] + [len(s) for s in shards]
         logical = HEADER + sum(n - HEADER for n in sizes[1:])  # the stream read_tractogram parses
-        chunks = [StreamlineChunk.concat(list(TrkReader(io.BytesIO(s), f"shard {i}"))) for i, s in enumerate(shards)]
+        pieces = [list(TrkReader(io.BytesIO(s), f"shard {i}")) for i, s in enumerate(shards)]  # (d)'s chunks
+        chunks = [StreamlineChunk.concat(p) for p in pieces]
         truth = compute_only(chunks, 1)(keys)
+        streamed_truth = compute_only([c for p in pieces for c in p], 1)(keys)
         assert np.array_equal(np.concatenate([c.lengths for c in chunks]), written) and len(truth[0]) == len(written)
         print(f"{args.shards} TRK shards, {sum(sizes) / MB:.0f} MB, {len(written)} streamlines, {written.sum()} points "
               f"(ready in {time.perf_counter() - began:.0f} s); WAN: {args.latency * 1000:g} ms first byte, "
@@ -248,6 +304,7 @@ def main(argv: list[str] | None = None) -> dict:
             A: lambda client: lambda keys: submit_each(client, nibabel_shard, keys[1:], wan, args.compute_scale),
             B: lambda client: functools.partial(with_tractogram, client, wan, args.compute_scale, storage),
             C: lambda client: functools.partial(with_tractogram, client, wan, args.compute_scale, None),
+            D: lambda client: functools.partial(with_tractogram, client, wan, args.compute_scale, None, per="chunk"),
             COMPUTE: lambda _: compute_only(chunks, args.compute_scale),
             ON_CLUSTER: lambda client: compute_on_cluster(client, chunks, args.compute_scale),
             TRANSFER: lambda _: transfer_only(download_everything_first(wan, in_flight), logical, truth),
@@ -257,23 +314,30 @@ def main(argv: list[str] | None = None) -> dict:
         times: dict[str, list[float]] = {name: [] for name in methods}
         cpu: dict[str, list[list[float]]] = {name: [] for name in methods}  # [ours, machine] per run
         stats: dict[str, list[dict[str, float]]] = {}
+        timelines: dict[str, list[list[dict[str, float]]]] = {}
         for run in range(args.repeat):
             for name, make in methods.items():  # interleaved: drifts in the machine's load hit every method
                 with fresh_cluster(plugins[name]() if name in plugins else None, wan) as client:
-                    before = engine_totals(client) if has_stats and name in (B, C) else None
+                    before = engine_totals(client) if has_stats and name in (B, C, D) else None
                     fn = make(client)
-                    c0, t0 = cpu_seconds(), time.perf_counter()
-                    got = fn(keys)
-                    times[name].append(time.perf_counter() - t0)
+                    with task_stream(client if name in (A, B, C, D) else None) as stream:
+                        c0, t0, submitted = cpu_seconds(), time.perf_counter(), time.time()
+                        got = fn(keys)
+                        times[name].append(time.perf_counter() - t0)
                     cpu[name].append((cpu_seconds() - c0).tolist())
                     if before is not None:
                         after = engine_totals(client)
                         stats.setdefault(name, []).append({k: after[k] - before.get(k, 0) for k in after})
-                if not (np.array_equal(got[0], truth[0]) and np.array_equal(got[1], truth[1])):
+                if stream is not None:
+                    timelines.setdefault(name, []).append(timeline(stream.data, submitted))
+                expected = streamed_truth if name == D else truth
+                if not (np.array_equal(got[0], expected[0]) and np.array_equal(got[1], expected[1])):
                     raise AssertionError(f"{name}: result differs from the in-memory truth")
             print(f"run {run + 1}/{args.repeat} done (results identical to the truth)", flush=True)
 
     report = summarise(sum(sizes), times, cpu, stats)
+    report["timelines"] = timelines
+    print_timelines(timelines)
     report.update(settings=vars(args), machine=machine(), streamlines=len(written), points=int(written.sum()),
                   shard_bytes=sizes[1:], load_average={"start": load_start, "end": os.getloadavg()},
                   wall_seconds=time.perf_counter() - began)
@@ -289,7 +353,7 @@ def summarise(total: int, times: dict[str, list[float]], cpu: dict[str, list[lis
     cores = os.cpu_count() or 1
     bounds = {"ideal": max(medians[COMPUTE] / 2, medians[TRANSFER]), "cluster ideal": max(medians[ON_CLUSTER], medians[TRANSFER]),
               "floor": (cpus[ON_CLUSTER] + cpus[TRANSFER]) / cores}
-    ideal, ref_name = bounds["ideal"], next(n for n in (C, B, A, COMPUTE) if n in medians)
+    ideal, ref_name = bounds["ideal"], next(n for n in (C, D, B, A, COMPUTE) if n in medians)
     print(f"\n{'method':<42} {'median s':>9} {'best s':>7} {'MiB/s':>6} {'CPU s':>6} {'cores':>5} {'other':>5} "
           f"{'vs ' + ref_name[:3]:>7}")
     for name, t in sorted(medians.items(), key=lambda kv: kv[1]):
@@ -301,8 +365,10 @@ def summarise(total: int, times: dict[str, list[float]], cpu: dict[str, list[lis
     checks: dict[str, float] = {}
     if C in medians:
         checks[f"(c) <= {IDEAL_TARGET:g}x ideal"] = medians[C] / ideal
+    if D in medians:
+        checks[f"(d) <= {IDEAL_TARGET:g}x ideal"] = medians[D] / ideal
     ratios = "; ".join(f"{n[:3]} " + ", ".join(f"{medians[n] / v:.2f}" for v in bounds.values())
-                       for n in (C, B, A) if n in medians)
+                       for n in (D, C, B, A) if n in medians)
     verdict = "info" if C not in medians else "PASS" if medians[C] / ideal <= IDEAL_TARGET else "MISS"
     print(f"  {verdict}  / ideal, / cluster ideal, / floor: {ratios} (target (c) / ideal <= {IDEAL_TARGET:g})")
     stalls: dict[str, float] = {}

@@ -1,18 +1,20 @@
-"""Partitions of a tractogram, and how a task reads one into a :class:`StreamlineChunk`.
+"""Partitions of a tractogram, and how a task reads one: into one :class:`StreamlineChunk`, or chunk by chunk.
 
 A :class:`Partition` names the objects of one sequential stream and how to parse them (a group
 of shards behind a global header, a group of complete files, or a byte range of one TCK file).
 :func:`read_partition` is what every ``read_tractogram`` task runs: it opens the stream through
 an :class:`Opener` (rolling prefetch through ``S3PrefetchFileSystem``, or ``PrefetchFileSystem``
-over the fsspec filesystem the paths were listed on; local files with ``open``) and parses it. The cluster plugins find these tasks by that
-function (see ``cluster/tasks.py``).
+over the fsspec filesystem the paths were listed on; local files with ``open``) and parses it,
+either whole or handing each chunk to a function as soon as it is parsed (:func:`iter_partition`
+is the one parsing loop behind both). The cluster plugins find these tasks by that function (see
+``cluster/tasks.py``).
 """
 
 from __future__ import annotations
 
 import builtins
 from dataclasses import dataclass, replace
-from typing import Any, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -22,6 +24,7 @@ from ..formats.errors import CorruptTractogramError, in_shard
 from ..formats.tck import TckReader
 from ..formats.trk import TrkReader
 from .trx_reading import first_stream as trx_first_stream
+from .trx_reading import _read_segment as read_trx_segment
 from .trx_reading import read_trx_partition
 
 
@@ -154,36 +157,90 @@ class LocalStream:
 
 
 def read_partition(
-    part: Partition, opener: Opener, header: TractogramHeader, chunk_bytes: int | None
-) -> StreamlineChunk:
-    """Parse one partition into one chunk of whole streamlines (runs in a task)."""
-    chunks: list[StreamlineChunk] = []
+    part: Partition,
+    opener: Opener,
+    header: TractogramHeader,
+    chunk_bytes: int | None,
+    per_chunk: Callable[[StreamlineChunk], Any] | None = None,
+) -> Any:
+    """Read one partition (runs in a task): one chunk of whole streamlines, or ``per_chunk`` of each chunk.
+
+    Parameters
+    ----------
+    part, opener, header, chunk_bytes
+        What to read, how to open it, the tractogram's header, bytes parsed at a time.
+    per_chunk
+        None: the whole partition parsed into one :class:`StreamlineChunk`, returned.
+        A callable: called on each chunk of whole streamlines (about ``chunk_bytes`` of records)
+        as soon as it is parsed, while the rest of the partition is still arriving; the list of
+        its results, in file order, is returned. Never called on an empty chunk.
+
+    Raises
+    ------
+    CorruptTractogramError
+        Whatever the partition's checks find, also at its very end (a truncated record, a damaged
+        gzip stream, a shard holding more than its ``n_count``): then no result is returned, even
+        if ``per_chunk`` has already run on the chunks before.
+
+    Notes
+    -----
+    Both ways go through :func:`iter_partition`, so they check the same things and give the same
+    streamlines in the same order; only where the chunks are cut differs.
+    """
+    if per_chunk is None:
+        return StreamlineChunk.concat(list(iter_partition(part, opener, header, chunk_bytes, whole=True)))
+    return [per_chunk(chunk) for chunk in iter_partition(part, opener, header, chunk_bytes)]
+
+
+def iter_partition(
+    part: Partition, opener: Opener, header: TractogramHeader, chunk_bytes: int | None, whole: bool = False
+) -> Iterator[StreamlineChunk]:
+    """The partition's streamlines in file order, as chunks of whole streamlines as they are parsed.
+
+    Each chunk holds about ``chunk_bytes`` of records (TRK, TCK; one chunk per file run of a TRX
+    partition, whose arrays are read as byte ranges). Every check of the partition is made on
+    the way: an error found after the last chunk raises from the iterator's last step.
+
+    ``whole``: one chunk per stream instead (TRK streams parsed straight into one array, empty
+    streams included), for :func:`read_partition`'s one-chunk result.
+    """
     if part.kind == "trx":
-        return read_trx_partition(part, opener)
-    if part.kind == "bodies":
+        if whole:
+            yield read_trx_partition(part, opener)
+            return
+        for segment in part.trx:
+            chunk = read_trx_segment(part, opener, segment)
+            if len(chunk):
+                yield chunk
+    elif part.kind == "bodies":
+        lengths: list[np.ndarray] = []  # of every streamline, when the shards' counts are checked at the end
         with opener.open(*part.first_stream()) as f:
             try:
                 reader = TrkReader(f, part.paths[0], ignore_count=not part.whole, chunk_bytes=chunk_bytes)
-                chunks.append(reader.read_all())
+                for chunk in ([reader.read_all()] if whole else reader):
+                    if part.shard_counts:
+                        lengths.append(chunk.lengths)
+                    yield chunk
             except CorruptTractogramError as e:
                 raise in_shard(e, part.paths, part.sizes, part.header_bytes) from None
         if part.shard_counts:
-            check_shard_counts(chunks[0], part, reader.header.n_scalars, reader.header.n_properties)
+            held = np.concatenate(lengths) if lengths else np.empty(0, np.int64)
+            check_shard_counts(held, part, reader.header.n_scalars, reader.header.n_properties)
     elif part.kind == "files":
         for path in part.paths:
             with opener.open([path], pinned=part.pinned([path])) as f:
                 reader = open_reader(f, path, chunk_bytes=chunk_bytes)
-                if isinstance(reader, TrkReader):  # straight into one array: no chunk arrays to allocate and join
-                    chunks.append(reader.read_all())
+                if whole and isinstance(reader, TrkReader):  # straight into one array: no chunks to join
+                    yield reader.read_all()
                 else:
-                    chunks.extend(reader)
+                    yield from reader
     elif part.kind == "trk-range":  # records from a candidate start; they must end exactly at ``stop``
         with opener.open(*part.first_stream()) as f:
             body = replace(header, data_offset=part.start)  # offsets in messages are the file's
             reader = TrkReader(f, part.paths[0], header=body, ignore_count=True, stop=part.stop - part.start,
                                chunk_bytes=chunk_bytes)
             try:
-                chunks.append(reader.read_all())
+                yield from ([reader.read_all()] if whole else reader)
             except CorruptTractogramError as e:
                 if not part.last:
                     raise CorruptTractogramError(
@@ -197,25 +254,24 @@ def read_partition(
                 raise
     else:  # one byte range of one TCK file, whose header was parsed when the graph was built
         with opener.open(*part.first_stream()) as f:
-            reader = TckReader(
+            yield from TckReader(
                 f, part.paths[0], header=header, start=part.start, stop=part.stop, chunk_bytes=chunk_bytes
             )
-            chunks.extend(reader)
-    return StreamlineChunk.concat(chunks)
 
 
-def check_shard_counts(chunk: StreamlineChunk, part: Partition, n_scalars: int, n_properties: int) -> None:
+def check_shard_counts(lengths: np.ndarray, part: Partition, n_scalars: int, n_properties: int) -> None:
     """Every shard of a ``"bodies"`` partition holds no more streamlines than its own header claims.
 
     Shards found to be sharded by their own headers could also be read as complete files, which
     nibabel would stop after ``n_count`` records: the two readings agree unless a shard holds more.
+    ``lengths``: the points of every streamline of the partition, in order.
 
     Raises
     ------
     CorruptTractogramError
         Naming the first shard that holds more streamlines than its ``n_count``.
     """
-    record = 4 + 4 * (chunk.lengths * (3 + n_scalars) + n_properties)  # bytes of each record
+    record = 4 + 4 * (lengths * (3 + n_scalars) + n_properties)  # bytes of each record
     starts = np.cumsum(record) - record
     ends = np.cumsum([size - part.header_bytes for size in part.sizes[1:]])  # of each shard's body in the stream
     held = np.bincount(np.searchsorted(ends, starts, side="right"), minlength=len(ends))

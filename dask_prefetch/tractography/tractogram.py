@@ -41,7 +41,7 @@ from .. import checks, config
 from ..checks import describe
 from ..fs.s3 import S3PrefetchFileSystem, check_paths, check_unique
 from ..fs.prefetch import PrefetchFileSystem
-from .partitions import Opener, Partition, read_partition
+from .partitions import Opener, Partition, iter_partition, read_partition
 from . import export
 from .splitting import trk_cuts
 from .planning import MixedDataWarning, file_partitions, plan_layout, sharded_partitions  # noqa: F401 (re-exported)
@@ -109,12 +109,12 @@ class Tractogram:
         self._opener = opener
         self._chunk_bytes = chunk_bytes
         self._identity = identity
+        self._persisted = parts is not None  # the partitions were read once and are kept (persist)
+        self._token = dask.base.tokenize(partitions, header.format, chunk_bytes, opener.open_kwargs, identity)
         if parts is None:
-            token = dask.base.tokenize(partitions, header.format, chunk_bytes, opener.open_kwargs, identity)
-            name = f"read-tractogram-{token}"
-            parts = _read_tasks(name, partitions, opener, header, chunk_bytes)
+            parts = _read_tasks(f"read-tractogram-{self._token}", partitions, opener, header, chunk_bytes)
             if any(p.kind == "trk-range" for p in partitions):
-                parts = _proven_in_order(parts, header.nb_streamlines, token)
+                parts = _proven_in_order(parts, header.nb_streamlines, self._token)
         self._parts = parts
 
     def __repr__(self) -> str:
@@ -146,12 +146,64 @@ class Tractogram:
         """
         return db.from_delayed([dask.delayed(_as_list, pure=True)(p) for p in self._parts])
 
-    def map_chunks(self, func: Callable[[StreamlineChunk], Any]) -> db.Bag:
-        """``func(chunk)`` for every partition's chunk, as a bag of the results.
+    def map_chunks(self, func: Callable[[StreamlineChunk], Any], *, per: str = "partition") -> db.Bag:
+        """``func(chunk)`` for every partition's chunk, or for every chunk as it is parsed, as a bag of the results.
 
         Without a ``distributed`` client, compute it with ``scheduler="threads"`` (see Notes of :class:`Tractogram`).
+
+        Parameters
+        ----------
+        func
+            Called on a :class:`StreamlineChunk` of whole streamlines.
+        per
+            ``"partition"`` (default): once per partition, on all of its streamlines in one chunk,
+            after its last byte was read and parsed; one result per partition.
+            ``"chunk"``: streamed -- inside each partition's task, on every chunk of about
+            ``chunk_size`` bytes of records (see :func:`read_tractogram`; TRX: every run of one
+            file's streamlines) as soon as it is parsed, while the rest of the partition is still
+            being prefetched; never on an empty chunk. A task then holds a few chunks and the
+            results, not its whole partition. Partition ``i`` of the bag holds its chunks' results
+            in file order.
+
+        Returns
+        -------
+        dask.bag.Bag
+            Of ``func``'s results, partitioned as the tractogram.
+
+        Raises
+        ------
+        ValueError
+            For another ``per``.
+
+        Notes
+        -----
+        Both ways read the same streamlines in the same order and make the same checks; only where
+        chunks are cut differs (so ``func`` must not depend on it: concatenate, sum or count).
+        An error found at the end of a partition (a truncated record, a damaged gzip stream)
+        fails its task with ``per="chunk"`` too, after ``func`` has run on the chunks before:
+        none of those results is returned. The ranges of one split TRK file are released in
+        order, as with :meth:`to_chunks`: a range's results once every range before it was read.
+        On a persisted tractogram, ``func`` runs on each kept partition's one chunk.
         """
-        return self.to_chunks().map(func)
+        if per == "partition":
+            return self.to_chunks().map(func)
+        if per != "chunk":
+            raise ValueError(f"per must be 'partition' or 'chunk', got {per!r}")
+        return db.from_delayed(self._streamed(func))
+
+    def _streamed(self, func: Callable[[StreamlineChunk], Any]) -> list[Any]:
+        """One task per partition calling ``func`` on each chunk as it is parsed: each a list of the results."""
+        if self._persisted:  # the chunks are in memory already: not read again
+            return [dask.delayed(_each_kept, pure=True)(p, func) for p in self._parts]
+        token = dask.base.tokenize(self._token, func)
+        name = f"map-chunks-{token}"
+        ranges = any(p.kind == "trk-range" for p in self.partitions)
+        per_chunk = _Counted(func) if ranges else func
+        reads = _read_tasks(name, self.partitions, self._opener, self.header, self._chunk_bytes, per_chunk)
+        if not ranges:
+            return reads
+        redo = (self._opener, self.header, self._chunk_bytes, func)
+        return _results_in_order(reads, self.partitions, self.header.nb_streamlines, token, redo)
 
     def to_bag(self) -> db.Bag:
         """A bag of streamlines: one float32 ``(n_points, 3)`` array each, in file order, RAS+ mm.
@@ -259,15 +311,24 @@ class Tractogram:
 
 
 def _read_tasks(
-    name: str, partitions: list[Partition], opener: Opener, header: TractogramHeader, chunk_bytes: int | None
+    name: str,
+    partitions: list[Partition],
+    opener: Opener,
+    header: TractogramHeader,
+    chunk_bytes: int | None,
+    per_chunk: Callable[[StreamlineChunk], Any] | None = None,
 ) -> list[Delayed]:
     """One ``read_partition`` task per partition, as ``Delayed`` objects, built directly.
 
     Its arguments are plain data (``DataNode``): nothing in them is a Dask collection, so they are
     not walked, as ``dask.delayed(read_partition)(...)`` would walk each partition and the whole
-    header for every task (~0.6-2 ms a partition, most of a 1856-shard graph build).
+    header for every task (~0.6-2 ms a partition, most of a 1856-shard graph build). With
+    ``per_chunk``, each task returns the list of ``per_chunk``'s results on its chunks (still a
+    ``read_partition`` task: the cluster plugins place and prefetch it as any other).
     """
     shared = DataNode(None, opener), DataNode(None, header), DataNode(None, chunk_bytes)
+    if per_chunk is not None:
+        shared += (DataNode(None, per_chunk),)
     out = []
     for i, part in enumerate(partitions):
         key = (name, i)
@@ -297,6 +358,69 @@ def _proven_in_order(reads: list[Any], claimed: int | None, token: str) -> list[
 def _after_ranges_before(chunk: StreamlineChunk, before: int, claimed: int | None) -> StreamlineChunk:
     """``chunk``, now that the ``before`` streamlines of the ranges before it are read; cut at ``claimed``."""
     return chunk if not claimed else chunk.head(claimed - before)
+
+
+class _Counted:
+    """``func`` on a chunk, paired with the chunk's streamline count: ``(n, func(chunk))``."""
+
+    def __init__(self, func: Callable[[StreamlineChunk], Any]) -> None:
+        self.func = func
+
+    def __call__(self, chunk: StreamlineChunk) -> tuple[int, Any]:
+        return len(chunk), self.func(chunk)
+
+    def __dask_tokenize__(self) -> Any:
+        return ("counted", dask.base.tokenize(self.func))
+
+
+def _results_in_order(
+    reads: list[Any], partitions: list[Partition], claimed: int | None, token: str, redo: tuple
+) -> list[Any]:
+    """:func:`_proven_in_order` for streamed ranges: each range's results once every range before it was read.
+
+    ``reads`` give ``(n, result)`` per chunk. The header's ``n_count`` applies as nibabel does: the
+    range it ends inside is read again up to that streamline (``redo``: opener, header,
+    chunk_bytes, func), as its results on whole chunks cannot be cut.
+    """
+    out, before = [], 0
+    for i, (read, part) in enumerate(zip(reads, partitions)):
+        release = dask.delayed(_results_after_ranges_before, pure=True)
+        out.append(release(read, before, claimed, part, redo, dask_key_name=(f"proven-{token}", i)))
+        count = dask.delayed(_total, pure=True)(read, dask_key_name=(f"count-{token}", i))
+        before = dask.delayed(operator.add, pure=True)(before, count, dask_key_name=(f"before-{token}", i + 1))
+    return out
+
+
+def _total(counted: list[tuple[int, Any]]) -> int:
+    return sum(n for n, _ in counted)
+
+
+def _results_after_ranges_before(
+    counted: list[tuple[int, Any]], before: int, claimed: int | None, part: Partition, redo: tuple
+) -> list[Any]:
+    """A range's results, now that the ``before`` streamlines of the ranges before it are read; cut at ``claimed``."""
+    if not claimed or before + _total(counted) <= claimed:
+        return [result for _, result in counted]
+    opener, header, chunk_bytes, func = redo
+    left, out = claimed - before, []
+    if left <= 0:
+        return out
+    chunks = iter_partition(part, opener, header, chunk_bytes)
+    try:  # the range was read whole and proven already: stop at the ``claimed``-th streamline
+        for chunk in chunks:
+            chunk = chunk.head(left)
+            out.append(func(chunk))
+            left -= len(chunk)
+            if left <= 0:
+                break
+    finally:
+        chunks.close()
+    return out
+
+
+def _each_kept(chunk: StreamlineChunk, func: Callable[[StreamlineChunk], Any]) -> list[Any]:
+    """``func`` on a persisted partition's chunk, as a streamed partition's results (none when empty)."""
+    return [func(chunk)] if len(chunk) else []
 
 
 def _field(chunk: StreamlineChunk, name: str) -> np.ndarray:
