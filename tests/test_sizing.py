@@ -261,3 +261,21 @@ def test_plan_takes_sizes_or_totals_not_both():
         plan([MiB], data_bytes=MiB, shards=1)
     with pytest.raises(ValueError, match="needs"):
         plan(data_bytes=MiB)
+
+
+# --- the public API --------------------------------------------------------------------------------
+
+
+def test_dask_prefetch_plan_is_the_model_loaded_on_first_use():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, dask_prefetch\n"
+        "assert 'dask_prefetch.sizing' not in sys.modules\n"
+        "p = dask_prefetch.plan(data_bytes=2**30, shards=4, workers=2)\n"
+        "assert type(p).__name__ == 'Plan' and isinstance(p.inputs, dask_prefetch.PlanInputs)\n"
+        "print(' '.join(m for m in ('s3fs', 'dask', 'distributed', 'fsspec') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert out.stdout.strip() == ""
