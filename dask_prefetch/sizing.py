@@ -84,7 +84,7 @@ LIST_PAGE = 1000
 
 #: What a :class:`Plan`'s :attr:`~Plan.bottleneck` can say.
 BOTTLENECKS = {
-    "compute": "the compute (the user's function)",
+    "compute": "the user's function, per thread",
     "parse": "parsing the bytes into streamlines",
     "nic": "the network card (NIC) of each node",
     "pool": "the S3 connection pool (GETs in flight per worker)",
