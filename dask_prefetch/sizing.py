@@ -15,12 +15,11 @@ connection's bandwidth), so a connection doing GETs back to back moves
 ``k = min(concurrency, tier GETs, parts)`` GETs in flight:
 
 * ``concurrency``: a fixed number, or ``auto``: from 16, a quarter more at a time while that raises
-  the throughput, up to ``max-concurrency`` (64). The model takes ``auto`` to reach what fills the
-  stream's link share, ``ceil(link / r)``, within [start, ceiling]; each step takes about two GET
-  durations (the round after a change is not judged), during which the stream runs at
-  ``limit / target`` of its rate: the *ramp* is added to every stream that climbs. The model takes
-  the best level between the start and the target, ramp included (a short stream ends before a
-  long climb pays).
+  the throughput, up to ``max-concurrency`` (64). Each step takes about two GET durations (the
+  round after a change is not judged), during which the stream runs at ``limit / level`` of its
+  rate: climbing to a level costs that *ramp*. The model takes the level, from the start up to the
+  stream's other limits, whose reading time with its ramp is the shortest (more GETs than fill the
+  link bring nothing and cost a longer climb; a short stream ends before a long climb pays).
 * tier GETs: space is reserved a block at a time before its GETs start, and a stream holds at most
   its fair share ``F`` of the worker's tiers (one budget per worker with the plugins: the budget
   less what files opened ahead hold, split among the running streams; without them each file has
@@ -337,12 +336,6 @@ def stream_seconds(x: float, parts: float, k: int, latency_s: float, bandwidth_b
     return max(waves * (latency_s + transfer), 0.0 if math.isinf(cap_bps) else x / cap_bps)
 
 
-def _auto_target(inputs: PlanInputs, need: float) -> int:
-    """The limit ``auto`` climbs to: enough GETs for ``need`` of them, within [start, ceiling]."""
-    start, ceiling = inputs.start_concurrency, inputs.max_concurrency
-    return max(start, min(ceiling, math.ceil(need) if math.isfinite(need) else ceiling))
-
-
 @functools.lru_cache(maxsize=4096)
 def _ramp_gets(start: int, target: int) -> float:
     """GET durations ``auto``'s climb from ``start`` to ``target`` costs: two a step, at ``limit / target`` of the rate."""
@@ -402,30 +395,22 @@ def predict(inputs: PlanInputs) -> Plan:
     tier_gets = blocks_held * math.ceil(held_block / part)
 
     # GETs in flight per stream.
-    def in_flight(cap_bps: float) -> tuple[int, str, list[tuple[int, float]]]:
-        """GETs in flight of one stream with ``cap_bps`` of link for it, what sets them, and its options.
+    def in_flight(pool: int) -> tuple[int, str, list[tuple[int, float]]]:
+        """The most GETs one stream may keep in flight, what sets that, and the levels it may run at.
 
-        The options are ``(GETs, ramp seconds)``: one for a fixed concurrency; for ``auto``, staying
-        at the start or climbing to the target (the read takes the better one, see ``read_phase``).
+        The levels are ``(GETs, ramp seconds)``: the one limit for a fixed concurrency; for ``auto``,
+        every level from its start up to the limit, each with the cost of climbing there.
         """
-        others = {"tier": tier_gets, "parts": max(1, math.ceil(parts)), "pool": i.pool_connections}
-        if i.concurrency == "auto":
-            conc = _auto_target(i, cap_bps / r if r > 0 else math.inf)
-        else:
-            conc = int(i.concurrency)
-        limits = {"concurrency": conc, **others}
+        conc = i.max_concurrency if i.concurrency == "auto" else int(i.concurrency)
+        limits = {"concurrency": conc, "tier": tier_gets, "parts": max(1, math.ceil(parts)), "pool": pool}
         why = min(limits, key=lambda name: (limits[name], name != "parts"))
         k = limits[why]
-        options = [(k, 0.0)]
         if i.concurrency == "auto" and k > i.start_concurrency:
-            options = [(m, _ramp_gets(i.start_concurrency, m) * get_s) for m in range(i.start_concurrency, k + 1)]
-        return k, why, options
+            return k, why, [(m, _ramp_gets(i.start_concurrency, m) * get_s) for m in range(i.start_concurrency, k + 1)]
+        return k, why, [(k, 0.0)]
 
-    k, why, options = in_flight(link)
-    k_first, _, options_first = in_flight(link / T)
-    first_pool = max(1, i.pool_connections // T)
-    options_first = [(min(kk, first_pool), ramp) for kk, ramp in options_first]
-    k_first = min(k_first, first_pool)
+    k, why, options = in_flight(i.pool_connections)
+    _, _, options_first = in_flight(max(1, i.pool_connections // T))  # all threads start at once on one pool
 
     # Heads: the next partitions' first bytes, fetched while this thread's previous tasks run.
     compute_task = S / MiB * i.compute_s_per_mib
@@ -435,19 +420,25 @@ def predict(inputs: PlanInputs) -> Plan:
         hold = min(S, max(block, math.floor(i.next_task_bytes / block) * block))  # at least one block
         ahead = max(1.0, n_heads / T)  # partitions opened ahead per thread, their heads fetched side by side
         head_parts = max(1.0, parts * hold / S)
-        fetch = stream_seconds(hold, head_parts, min(k, tier_gets, math.ceil(head_parts)), L, b, link)
+        fetch = stream_seconds(hold, head_parts, min(k, math.ceil(head_parts)), L, b, link)
         head_wait = max(0.0, fetch / ahead - (compute_task + parse_task))  # what a cycle's CPU time does not cover
         head_bytes = hold * min(1.0, ahead * (compute_task + parse_task) / fetch) if fetch > 0 else hold
 
-    def read_phase(x: float, options: list[tuple[int, float]], cap: float, first: bool, wait: float = 0.0) -> tuple[float, float]:
-        """Seconds a task reads ``x`` bytes not yet local (parsing as they arrive), and of them the waves' time."""
-        waves = min(stream_seconds(x, parts * x / S if S else 0, kk, L, b, math.inf) + (ramp if x > 0 else 0.0)
-                    for kk, ramp in options)  # fmt: skip
-        transfer = wait + max(waves, x / cap if math.isfinite(cap) else 0.0)
-        return max(transfer, (L if first and x > 0 else 0.0) + parse_task), waves
+    def read_phase(x: float, options: list[tuple[int, float]], cap: float, first: bool, wait: float = 0.0):
+        """Seconds a task reads ``x`` bytes not yet local (parsing as they arrive); the waves' time; the GETs."""
+        best = None
+        for m, ramp in options:
+            waves = stream_seconds(x, parts * x / S if S else 0, m, L, b, math.inf) + (ramp if x > 0 else 0.0)
+            transfer = wait + max(waves, x / cap if math.isfinite(cap) else 0.0)
+            if best is None or transfer < best[0]:
+                best = (transfer, waves, m)
+        transfer, waves, m = best
+        return max(transfer, (L if first and x > 0 else 0.0) + parse_task), waves, m
 
-    read, waves = read_phase(S - hold, options, link, False, head_wait)
-    first_read, _ = read_phase(S, options_first, link / T, True)
+    read, waves, gets = read_phase(S - hold, options, link, False, head_wait)
+    first_read, _, _ = read_phase(S, options_first, link / T, True)
+    if gets < k:
+        why = "concurrency"  # auto settles below the limit: more GETs would not pay
     cycle = read + compute_task + i.task_overhead_s
     first_cycle = first_read + compute_task + i.task_overhead_s
 
@@ -508,7 +499,7 @@ def predict(inputs: PlanInputs) -> Plan:
         bottleneck=neck,
         link_bps=link,
         get_bps=r,
-        stream_gets=k,
+        stream_gets=gets,
         stream_limit=why,
         partition_bytes=S,
         head_bytes=head_bytes,
