@@ -21,6 +21,7 @@ from typing import Any
 _EXPORTS = {
     "EngineStats": "engine.stats",
     "MixedDataWarning": "tractography.tractogram",
+    "PlanInputs": "sizing",
     "PrefetchEngine": "engine.rolling",
     "PrefetchFile": "fs.file",
     "PrefetchFileSystem": "fs.prefetch",
@@ -29,6 +30,7 @@ _EXPORTS = {
     "S3PrefetchFileSystem": "fs.s3",
     "TierSet": "cache.tiers",
     "Tractogram": "tractography.tractogram",
+    "plan": "sizing",
     "process_stats": "engine.stats",
     "read_tractogram": "tractography.tractogram",
     "register_plugins": "cluster",

@@ -151,12 +151,17 @@ def test_bench_runs_a_script_of_the_checkout(tmp_path, capsys):
 
 # --- bad arguments: every numeric option of every command (#19.3) -----------------------------------
 
-ZERO_ALLOWED = {("stats", "--header-bytes"), ("demo", "--latency")}  # 0 means "none" there
+ZERO_ALLOWED = {("stats", "--header-bytes"), ("demo", "--latency"), ("plan", "--compute-s-per-mib"),
+                ("plan", "--parse-s-per-mib"), ("plan", "--latency-ms"), ("plan", "--header-bytes"),
+                ("plan", "--next-task-mib")}  # 0 means "none" there  # fmt: skip
 REQUIRED_ARGS = {"stats": ["x.trk"]}
 KNOWN = {
     ("stats", "--workers"), ("stats", "--threads"), ("stats", "--header-bytes"), ("stats", "--npartitions"),
     ("stats", "--storage"), ("demo", "--size-mb"), ("demo", "--shards"), ("demo", "--latency"),
     ("demo", "--bandwidth-mib"), ("demo", "--workers"), ("demo", "--threads"), ("bench", "--repeat"),
+    ("plan", "--workers"), ("plan", "--threads"), ("plan", "--nic-gbps"), ("plan", "--compute-s-per-mib"),
+    ("plan", "--latency-ms"), ("plan", "--bandwidth-mibs"), ("plan", "--data-gb"), ("plan", "--shards"),
+    ("plan", "--tier-mib"), ("plan", "--memory-mib"), ("plan", "--block-mib"), ("plan", "--part-mib"),
 }  # fmt: skip
 
 

@@ -27,6 +27,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "dask_prefetch"
         ("dask_prefetch.sources", ("distributed",)),
         ("dask_prefetch.fs.s3", ("distributed",)),
         ("dask_prefetch.fs.prefetch", ("distributed",)),
+        ("dask_prefetch.sizing", ("s3fs", "botocore", "fsspec", "dask", "distributed", "numba", "numpy")),
     ],
 )
 def test_importing_a_layer_loads_nothing_beyond_its_wall(module, forbidden):
@@ -102,6 +103,7 @@ ALLOWED = {
     "cluster": {"tractography", "formats", "fs", "engine", "sources", "cache", "checks", "config"},
     "preload": {"cluster"},
     "streamlines": {"formats"},  # the parsers' deprecated old name
+    "sizing": set(),  # the sizing model (dask-prefetch plan): pure arithmetic, it imports nothing of the package
 }
 
 

@@ -4,6 +4,7 @@
 
     dask-prefetch demo                       # local S3 + sample tractogram + LocalCluster, ~1 min
     dask-prefetch stats s3://bucket/hydi/*.trk --scheduler tcp://scheduler:8786
+    dask-prefetch plan "s3://bucket/hydi/*.trk" --workers 16 --threads 8 --nic-gbps 10
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import click
 
 from .. import __version__
 from .claims import DEMO_DEFAULTS
+from .plan import Concurrency, JsonObject
 from .types import COUNT, NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, STORAGE
 
 
@@ -229,6 +231,49 @@ def bench(only: tuple[str, ...], repeat: int | None, out: Path) -> None:
         click.echo(f"wrote {out / 'bench.json'} and {out / 'bench.png'}")
     except ImportError:
         click.echo(f"wrote {out / 'bench.json'} (no plot: pip install 'dask-prefetch[plot]')")
+
+
+@cli.command()
+@click.argument("paths", nargs=-1)
+@click.option("--workers", type=COUNT, default=1, show_default=True, help="Dask workers.")
+@click.option("--threads", type=COUNT, default=1, show_default=True, help="Threads per worker.")
+@click.option("--workers-per-node", type=COUNT, default=1, show_default=True, help="Workers sharing a node's NIC.")
+@click.option("--nic-gbps", type=POSITIVE, default=10.0, show_default=True, help="Each node's network card, Gb/s.")
+@click.option("--compute-s-per-mib", type=NON_NEGATIVE, default=0.0, show_default=True,
+              help="Your function's thread-seconds per MiB (0: I/O only).")
+@click.option("--parse-s-per-mib", type=NON_NEGATIVE, default=0.002, show_default=True,
+              help="Parsing's thread-seconds per MiB.")
+@click.option("--latency-ms", type=NON_NEGATIVE, help="First-byte latency (default: probed with a few GETs).")
+@click.option("--bandwidth-mibs", type=POSITIVE, help="MiB/s of one connection (default: probed with one GET).")
+@click.option("--data-gb", type=POSITIVE, help="On paper, without objects: GB of data (with --shards).")
+@click.option("--shards", type=COUNT, help="On paper: shards the data is in.")
+@click.option("--header-bytes", type=NON_NEGATIVE_INT, default=0, show_default=True,
+              help="Bytes skipped at the start of every shard after the first.")
+@click.option("--npartitions", type=COUNT, help="Tasks (default: one per shard).")
+@click.option("--tier-mib", type=POSITIVE, default=1024.0, show_default=True, help="Tier budget per worker, MiB.")
+@click.option("--memory-mib", type=POSITIVE, help="Most tier space per worker the recommendation may use (default: --tier-mib).")
+@click.option("--block-mib", type=POSITIVE, default=32.0, show_default=True, help="dask-prefetch.block-size, MiB.")
+@click.option("--part-mib", type=POSITIVE, default=8.0, show_default=True, help="dask-prefetch.part-size, MiB.")
+@click.option("--concurrency", type=Concurrency(), default="auto", show_default=True, help="GETs in flight per stream.")
+@click.option("--next-task-mib", type=NON_NEGATIVE, default=64.0, show_default=True, help="dask-prefetch.next-task-bytes, MiB.")
+@click.option("--plugins/--no-plugins", default=True, show_default=True, help="Both plugins registered.")
+@click.option("--probe-gets", type=COUNT, default=3, show_default=True, help="GETs timed for the latency.")
+@click.option("--storage-options", type=JsonObject(), help="JSON for the store (s3fs: endpoint_url, anon, ...).")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), metavar="PNG",
+              help="Draw predicted time against workers (needs matplotlib).")
+def plan(paths: tuple[str, ...], tier_mib: float, block_mib: float, part_mib: float, next_task_mib: float,
+         nic_gbps: float, **options: Any) -> None:  # fmt: skip
+    """Predict a job's wall time before running it, where it goes, and the settings that minimise it.
+
+    PATHS: a URL, glob or prefix of the shards (one listing gives their sizes; a few ranged GETs
+    probe the latency and one connection's bandwidth), or none with --data-gb and --shards.
+    """
+    from .plan import run_plan
+
+    MiB = 2**20
+    run_plan(list(paths), tier_bytes=round(tier_mib * MiB), block_bytes=round(block_mib * MiB),
+             part_bytes=round(part_mib * MiB), next_task_bytes=round(next_task_mib * MiB), nic_bps=nic_gbps * 1e9 / 8,
+             **options)  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:

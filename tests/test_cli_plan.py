@@ -1,0 +1,91 @@
+"""``dask-prefetch plan``: on paper, and against the local S3 server behind the WAN proxy (listing and probing)."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from conftest import BUCKET, MiB, put_shards
+
+from dask_prefetch.cli.main import main
+from dask_prefetch.cli.plan import list_objects, probe
+from dask_prefetch.testing import WanProxy
+
+PAPER = ["plan", "--data-gb", "498", "--shards", "464", "--header-bytes", "1000", "--workers", "16", "--threads", "8",
+         "--nic-gbps", "10", "--latency-ms", "45", "--bandwidth-mibs", "83.4"]  # fmt: skip
+
+
+def figure(out: str, pattern: str) -> float:
+    match = re.search(pattern, out)
+    assert match, f"{pattern!r} not in:\n{out}"
+    return float(match.group(1))
+
+
+def test_plan_on_paper_prints_the_prediction_the_table_and_the_settings(capsys, tmp_path):
+    png = tmp_path / "workers.png"
+    assert main([*PAPER, "--plot", str(png)]) == 0
+    out = capsys.readouterr().out
+    assert "464 shards, 498 GB" in out and "(given)" in out
+    wall = figure(out, r"predicted wall time: ([\d.]+) s")
+    assert 24.9 < wall < 30  # 31 GB a node over 10 Gb/s is 24.9 s, plus the graph
+    assert "bottleneck: nic" in out
+    rows = re.findall(r"^  (graph build|stall at task starts|compute \(\+ parse\)|per-task overhead|waiting for bytes|tail)"
+                      r" +([\d.]+)", out, re.M)  # fmt: skip
+    assert len(rows) == 6 and sum(float(s) for _, s in rows) == pytest.approx(wall, abs=0.05)
+    assert re.search(r"recommended \(within 1 GiB of tiers per worker\): block-size \d+ MiB", out)
+    assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_compute_bound_plan_says_so_and_more_compute_takes_longer(capsys):
+    assert main([*PAPER, "--compute-s-per-mib", "0.01"]) == 0
+    first = capsys.readouterr().out
+    assert main([*PAPER, "--compute-s-per-mib", "0.02"]) == 0
+    second = capsys.readouterr().out
+    assert "bottleneck: compute" in first
+    assert figure(second, r"predicted wall time: ([\d.]+)") > figure(first, r"predicted wall time: ([\d.]+)")
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["plan"], "give objects to list"),
+        (["plan", "--data-gb", "1", "--shards", "2"], "--latency-ms and --bandwidth-mibs"),
+        (["plan", "s3://b/x", "--data-gb", "1", "--shards", "2"], "not both"),
+        (["plan", "--concurrency", "0"], "'auto' or at least 1"),
+        (["plan", "--concurrency", "many"], "neither 'auto' nor a whole number"),
+        (["plan", "--storage-options", "[1]"], "not a JSON object"),
+    ],
+)
+def test_bad_plan_arguments_are_usage_errors(args, message, capsys):
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_plan_lists_once_and_drops_a_global_header(raw_fs, storage_options):
+    raw_fs.pipe(f"{BUCKET}/hydi/a.trk", b"h" * 1000)  # sorts first: the global header
+    put_shards(raw_fs, [3 * MiB, 2 * MiB], prefix="hydi/b")
+    listing = list_objects([f"s3://{BUCKET}/hydi/*"], storage_options)
+    assert listing.shard_sizes == (3 * MiB, 2 * MiB) and listing.header_object == 1000
+    assert list_objects([f"s3://{BUCKET}/hydi"], storage_options).shard_sizes == (3 * MiB, 2 * MiB)  # a prefix
+    with pytest.raises(FileNotFoundError):
+        list_objects([f"s3://{BUCKET}/nothing*"], storage_options)
+
+
+def test_plan_probes_the_latency_and_bandwidth_behind_the_wan_proxy(raw_fs, storage_options, s3_server, capsys):
+    put_shards(raw_fs, [2 * MiB, 2 * MiB], prefix="wan/s")
+    with WanProxy(s3_server.endpoint_url, latency=0.05, bandwidth=8 * MiB) as proxy:
+        options = {**storage_options, "endpoint_url": proxy.endpoint_url}
+        listing = list_objects([f"s3://{BUCKET}/wan/*"], options)
+        measured = probe(listing.fs, listing.paths[0], gets=3, nbytes=2 * MiB)
+        assert 0.045 <= measured.latency_s <= 0.1, measured
+        assert 5 * MiB <= measured.bandwidth_bps <= 10 * MiB, measured  # 8 MiB/s per connection
+        code = main(["plan", f"s3://{BUCKET}/wan/*", "--storage-options", json.dumps(options), "--probe-gets", "2",
+                     "--workers", "2"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "2 shards, 4.19 MB" in out and "latency probed: median of 2 GETs" in out
+    latency_ms = figure(out, r"link: ([\d.]+) ms to first byte")
+    assert 45 <= latency_ms <= 100
+    assert 5 <= figure(out, r"([\d.]+) MiB/s per connection") <= 10
