@@ -297,18 +297,3 @@ def test_close_wakes_a_reader_waiting_for_room_in_shared_tiers(fs, raw_fs, tiers
         holder.close()
         if waiter is not None:
             waiter.close()
-
-
-def test_a_block_read_whole_lends_its_file_to_the_next_and_no_stale_byte_is_served(fs, raw_fs, tiers):
-    """The file of a block the reader finished is renamed for the next block of its size (no new
-    allocation, its space still reserved); the old bytes in it are never handed out."""
-    (path,) = put_shards(raw_fs, [8 * 64 * 1024 + 1000])  # 8 blocks of 64 KiB, then a short one
-    storage = tiers(2 * 64 / 1024)  # room for two blocks
-    with fs.open(path, block_size=64 * 1024, part_size=16 * 1024, concurrency=2, prefetch_storage=storage) as f:
-        got = bytearray()
-        while chunk := f.read(10_000):  # reads that straddle block ends
-            got += chunk
-            assert disk_usage(storage[0][0]) <= 2 * 64 * 1024
-        assert bytes(got) == raw_fs.cat(path)
-        assert f.stats.blocks_recycled >= 5
-    assert scratch_dirs(storage[0][0]) == []

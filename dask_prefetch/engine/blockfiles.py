@@ -39,7 +39,6 @@ class Slot:
     tasks: dict[int, asyncio.Task] = field(default_factory=dict)
     error: BaseException | None = None
     dropped: bool = False
-    recycle: bool = False  # dropped after being read whole: its file may serve the next block
     generation: int = 0  # the engine's retry generation when the block was opened
 
     @property
@@ -94,7 +93,7 @@ class BlockFiles:
         OSError
             Any other failure (the reservation is released).
         """
-        path = self.path(tier, block)
+        path = self.scratch[tier.directory].file(f"{block.index}.part")
         try:
             try:
                 fd = self._allocate(path, block.length)
@@ -114,14 +113,6 @@ class BlockFiles:
             e.filename = e.filename or path
             raise
         return path, fd
-
-    def path(self, tier: StorageTier, block: Block) -> str:
-        """Where ``block``'s file goes in ``tier`` while it is being written."""
-        return self.scratch[tier.directory].file(f"{block.index}.part")
-
-    def spare_path(self, tier: StorageTier) -> str:
-        """Where the file of a block already read waits in ``tier`` to be written again (one per engine)."""
-        return self.scratch[tier.directory].file("spare")
 
     @staticmethod
     def _allocate(path: str, nbytes: int) -> int:

@@ -128,10 +128,7 @@ class PrefetchEngine:
         self._cursor = start
         self._read_past_stop = False  # the reader asked for a block from ``stop`` on: fetch what it reads
         self._inflight = 0
-        self._held = 0  # bytes of tier space our blocks hold (the spare's included)
-        # The file of the last block read, kept (and its space kept reserved) for the next block of
-        # the same size: writing into its pages again costs less than allocating fresh ones.
-        self._spare: _Spare | None = None
+        self._held = 0  # bytes of tier space our blocks hold
         # Bytes we may hold, cursor block aside; None: our fair share. Not None: opened ahead of the
         # reader (its task), so even our cursor block is prefetching and yields to readers' (see _shed).
         self._limit = opening_limit.get()
@@ -301,7 +298,6 @@ class PrefetchEngine:
             self._started()  # no first bytes will come: nobody may wait for them
             for slot in list(self._slots.values()):
                 self._drop(slot, "closed")
-            self._discard_spare()
             if not self._on_loop_thread() and self._loop_alive():
                 self._cond.wait_for(lambda: not self._slots, _CLOSE_WAIT_SECONDS)
         self.tiers.remove_listener(self._space_released)
@@ -427,29 +423,8 @@ class PrefetchEngine:
     def _open_slot(self, block: Block) -> Slot | None:
         # The block a reader waits for (or soon will) comes before any prefetching: see TierSet.press.
         urgent = block.index == self._cursor and self._limit is None
-        spare = self._spare.nbytes if self._spare is not None and self._spare.fits(block) else 0
-        if not self.window.may_hold(
-            block.index, self._cursor, self._held - spare, self.tiers.fair_share(), self._limit
-        ):
+        if not self.window.may_hold(block.index, self._cursor, self._held, self.tiers.fair_share(), self._limit):
             return None  # tiers shared with other files: prefetch no further than our share
-        reused = self._reuse_spare(block, urgent)
-        tier, path, fd = reused if reused is not None else self._new_block_file(block, urgent)
-        if tier is None:
-            return None
-        if block.index in self._evicted:
-            self.stats.blocks_refetched += 1
-        slot = Slot(block, tier, path, fd, [0] * len(block.parts), next(_serials), generation=self._generation)
-        self._slots[block.index] = slot
-        if self._tracer is not None:
-            self._note("requested", block.index, self.tiers.tiers.index(tier))
-        self._held += disk_bytes(block.length)
-        return slot
-
-    def _new_block_file(self, block: Block, urgent: bool) -> tuple[Any, str, int] | tuple[None, None, None]:
-        """Reserve room for ``block`` and create its file, giving up our blocks further ahead if need be.
-
-        ``(None, None, None)`` when there is no room now (rescheduled when space is released).
-        """
         placed = None
         while placed is None:
             tier = self.tiers.reserve(block.length, self._space_released, urgent)
@@ -464,51 +439,18 @@ class PrefetchEngine:
                         )
                     if urgent:
                         self.tiers.press(self._space_released)  # others hold more than their share
-                    return None, None, None
+                    return None
                 tier = self.tiers.reserve(block.length, self._space_released, urgent)
             placed = self.files.create(tier, block)
-        return (tier, *placed)
-
-    def _reuse_spare(self, block: Block, urgent: bool) -> tuple[Any, str, int] | None:
-        """The spare file, renamed for ``block``, if it fits and sits in the tier the block would get; else None.
-
-        Its stale bytes are never served: a part's bytes count only once written (``Slot.filled``).
-        A spare that does not fit is given back.
-        """
-        spare, self._spare = self._spare, None
-        if spare is None:
-            return None
-        need = disk_bytes(block.length)
-        first_with_room = next((t for t in self.tiers.tiers if t.free >= need and t.unusable is None), None)
-        better = first_with_room is not None and self.tiers.tiers.index(first_with_room) < self.tiers.tiers.index(
-            spare.tier
-        )
-        if spare.fits(block) and spare.tier.unusable is None and not better and (urgent or not self.tiers.starved()):
-            path = self.files.path(spare.tier, block)
-            try:
-                os.rename(spare.path, path)
-            except OSError:  # the directory went away under us
-                pass
-            else:
-                self._held -= spare.nbytes  # counted again as the block's
-                self.stats.blocks_recycled += 1
-                return spare.tier, path, spare.fd
-        self._discard(spare)
-        return None
-
-    def _discard(self, spare: _Spare) -> None:
-        os.close(spare.fd)
-        try:
-            os.unlink(spare.path)
-        except FileNotFoundError:
-            pass
-        self._held -= spare.nbytes
-        self.tiers.release(spare.tier, spare.nbytes)
-
-    def _discard_spare(self) -> None:
-        spare, self._spare = self._spare, None
-        if spare is not None:
-            self._discard(spare)
+        path, fd = placed
+        if block.index in self._evicted:
+            self.stats.blocks_refetched += 1
+        slot = Slot(block, tier, path, fd, [0] * len(block.parts), next(_serials), generation=self._generation)
+        self._slots[block.index] = slot
+        if self._tracer is not None:
+            self._note("requested", block.index, self.tiers.tiers.index(tier))
+        self._held += disk_bytes(block.length)
+        return slot
 
     def _forget_failed(self) -> None:
         """Drop every block whose GET failed: it is fetched afresh when the reader needs it again."""
@@ -532,7 +474,6 @@ class PrefetchEngine:
         """Stop ``slot``'s GETs; free it now, or when the last of them has ended."""
         if not slot.dropped:
             slot.dropped = True
-            slot.recycle = why == "consumed" and slot.error is None and sum(slot.filled) == slot.block.length
             self._note(why, slot.block.index)
             self._evicted.add(slot.block.index)
             if slot.outstanding and self._loop_alive():
@@ -544,17 +485,6 @@ class PrefetchEngine:
         if self._slots.get(slot.block.index) is not slot:
             return  # freed already
         del self._slots[slot.block.index]
-        if slot.recycle and not self._closed and self._pid == os.getpid():
-            self._discard_spare()  # one spare at most: the newest
-            spare = self.files.spare_path(slot.tier)
-            try:
-                os.rename(slot.path, spare)  # named after no block: it holds none
-            except OSError:
-                pass
-            else:
-                self._spare = _Spare(slot.tier, spare, slot.fd, disk_bytes(slot.block.length))
-                self._cond.notify_all()
-                return
         os.close(slot.fd)
         try:
             os.unlink(slot.path)
@@ -661,7 +591,6 @@ class PrefetchEngine:
         with self._cond:
             if self._closed:
                 return
-            self._discard_spare()  # the first space to give back: it holds no data
             if self._limit is not None:
                 self._yielded = True
                 self.tiers.set_cap(self._space_released, 0)  # holding nothing: the readers share the rest
@@ -683,18 +612,6 @@ class PrefetchEngine:
             return asyncio.get_running_loop() is self._loop
         except RuntimeError:
             return False
-
-
-class _Spare:
-    """A block file kept after its block was read, with its tier space still reserved."""
-
-    __slots__ = ("tier", "path", "fd", "nbytes")
-
-    def __init__(self, tier: Any, path: str, fd: int, nbytes: int) -> None:
-        self.tier, self.path, self.fd, self.nbytes = tier, path, fd, nbytes
-
-    def fits(self, block: Block) -> bool:
-        return disk_bytes(block.length) == self.nbytes
 
 
 def _report_wait(seconds: float) -> None:

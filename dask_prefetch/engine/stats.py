@@ -27,7 +27,6 @@ class EngineStats:
     reads_waited: int = 0  # ... and had to wait for them: the rest are prefetch hits
     gets_resumed: int = 0  # GETs that broke or stalled and were resumed
     gets_reissued: int = 0  # straggling GETs raced by a second one
-    blocks_recycled: int = 0  # blocks written into the file of a block already read (no new allocation)
     peak_concurrency: int = 0  # the highest limit on GETs in flight (adaptive concurrency)
     concurrency_backoffs: int = 0  # times a throttling answer halved that limit
 
