@@ -105,7 +105,6 @@ class PrefetchEngine:
             floor=1 if adaptive else concurrency,
         )
         self._bound = False  # the window wants more GETs than the limit allows (see _schedule)
-        self._throttles_seen = 0
         self.window = Window(
             [disk_bytes(b.length) for b in layout.blocks], [len(b.parts) for b in layout.blocks], concurrency, stop
         )

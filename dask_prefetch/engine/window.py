@@ -11,7 +11,8 @@ the GETs in flight and the byte budgets, and answers with decisions the engine c
 * :meth:`Window.to_shed` and :meth:`Window.room_victim` — what to give back when others need space.
 
 Everything here is a function of its arguments, so the policy is tested on its own
-(``tests/test_window.py``), and a different policy (e.g. adaptive concurrency) is a change here.
+(``tests/test_window.py``). How many GETs may be in flight (``Window.concurrency``) is set by the
+engine from :class:`~.concurrency.AdaptiveConcurrency`, the other pure policy.
 """
 
 from __future__ import annotations
