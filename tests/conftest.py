@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import pytest
@@ -101,3 +102,30 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 10.0, interval: f
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout} s")
         time.sleep(interval)
+
+
+@contextlib.contextmanager
+def client_with_both_plugins(storage: list[tuple[str, float]]) -> Iterator[Any]:
+    """A client of an in-process cluster (2 workers x 1 thread, no work stealing) with both plugins."""
+    import dask
+    from distributed import Client, LocalCluster
+
+    from dask_prefetch import PrefetchSchedulerPlugin, PrefetchWorkerPlugin
+
+    with dask.config.set({"distributed.scheduler.work-stealing": False}):
+        with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=":0") as cluster:
+            with Client(cluster) as client:
+                client.register_plugin(PrefetchSchedulerPlugin())
+                client.register_plugin(PrefetchWorkerPlugin(prefetch_storage=storage))
+                yield client
+
+
+def next_task_counters(client: Any) -> dict[str, tuple[int, int]]:
+    """Per worker: files its plugin opened ahead for its next tasks, and how many of them a task claimed."""
+    from dask_prefetch import PrefetchWorkerPlugin
+
+    def counters(dask_worker) -> tuple[int, int]:
+        plugin = dask_worker.plugins[PrefetchWorkerPlugin.name]
+        return plugin.next_tasks.opened_ahead, plugin.next_tasks.claimed
+
+    return client.run(counters)

@@ -17,12 +17,11 @@ import dask
 import nibabel as nib
 import numpy as np
 import pytest
-from conftest import BUCKET
-from distributed import Client, LocalCluster
+from conftest import BUCKET, client_with_both_plugins, next_task_counters
 from nibabel.testing import data_path
 from trx import trx_file_memmap as tmm
 
-from dask_prefetch import PrefetchSchedulerPlugin, PrefetchWorkerPlugin, process_stats, read_tractogram
+from dask_prefetch import process_stats, read_tractogram
 from dask_prefetch.formats import CorruptTractogramError, StreamlineChunk
 from dask_prefetch.formats.trk import parse_trk_header
 from dask_prefetch.testing.tractograms import synthetic_streamlines, trk_bytes, upload_sharded
@@ -188,23 +187,13 @@ def test_on_a_cluster_with_the_plugins_streamed_tasks_are_prefetched_like_the_ot
     objects = sharded(tmp_path) | {f"t.pt{i:03d}": trk_bytes(synthetic_streamlines(30, 10 + i)) for i in range(3, 6)}
     for name, data in objects.items():
         raw_fs.pipe(f"{BUCKET}/{name}", data)
-    ((tier, mib),) = tiers(64)
-    with dask.config.set({"distributed.scheduler.work-stealing": False}):
-        with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=":0") as cluster:
-            with Client(cluster) as client:
-                client.register_plugin(PrefetchSchedulerPlugin())
-                client.register_plugin(PrefetchWorkerPlugin(prefetch_storage=[(tier, mib)]))
-                tg = read_tractogram(f"s3://{BUCKET}/t.*", storage_options=storage_options, block_size="16 KiB",
-                                     chunk_size="4 KiB")
-                assert tg.npartitions == 6
-                got = assert_streamed_equals_whole(tg, None)
-                counts = tg.map_chunks(len, per="chunk").compute()
-
-                def counters(dask_worker) -> tuple[int, int]:
-                    plugin = dask_worker.plugins[PrefetchWorkerPlugin.name]
-                    return plugin.next_tasks.opened_ahead, plugin.next_tasks.claimed
-
-                per_worker = client.run(counters)
+    with client_with_both_plugins(tiers(64)) as client:
+        tg = read_tractogram(f"s3://{BUCKET}/t.*", storage_options=storage_options, block_size="16 KiB",
+                             chunk_size="4 KiB")
+        assert tg.npartitions == 6
+        got = assert_streamed_equals_whole(tg, None)
+        counts = tg.map_chunks(len, per="chunk").compute()
+        per_worker = next_task_counters(client)
     assert sum(counts) == len(got) and len(counts) > tg.npartitions
     want = nibabel_reference([as_one_stream(objects)])
     assert_same(got, want)

@@ -13,14 +13,11 @@ import dask
 import fsspec
 import numpy as np
 import pytest
-from conftest import BUCKET
-from distributed import Client, LocalCluster
+from conftest import BUCKET, client_with_both_plugins, next_task_counters
 from trx import trx_file_memmap as tmm
 
 from dask_prefetch import (
     MixedDataWarning,
-    PrefetchSchedulerPlugin,
-    PrefetchWorkerPlugin,
     process_stats,
     read_tractogram,
 )
@@ -226,20 +223,10 @@ def test_on_a_cluster_the_next_partitions_positions_are_opened_ahead_and_claimed
     another computes, and the task claims that very file: none is opened twice."""
     path = trx_files["float16-uint64"]
     url = upload(raw_fs, path, path.name)
-    ((tier, mib),) = tiers(64)
-    with dask.config.set({"distributed.scheduler.work-stealing": False}):
-        with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=":0") as cluster:
-            with Client(cluster) as client:
-                client.register_plugin(PrefetchSchedulerPlugin())
-                client.register_plugin(PrefetchWorkerPlugin(prefetch_storage=[(tier, mib)]))
-                tg = read_tractogram(url, storage_options=storage_options, npartitions=6, block_size=16 * 1024)
-                chunks = tg.map_chunks(lambda chunk: (time.sleep(0.2), chunk)[1]).compute()
-
-                def counters(dask_worker) -> tuple[int, int]:
-                    plugin = dask_worker.plugins[PrefetchWorkerPlugin.name]
-                    return plugin.next_tasks.opened_ahead, plugin.next_tasks.claimed
-
-                per_worker = client.run(counters)
+    with client_with_both_plugins(tiers(64)) as client:
+        tg = read_tractogram(url, storage_options=storage_options, npartitions=6, block_size=16 * 1024)
+        chunks = tg.map_chunks(lambda chunk: (time.sleep(0.2), chunk)[1]).compute()
+        per_worker = next_task_counters(client)
     ref = tmm.load(str(path))
     got = StreamlineChunk.concat(chunks)
     np.testing.assert_array_equal(got.points, np.asarray(ref.streamlines._data).astype(np.float32))
