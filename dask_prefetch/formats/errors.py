@@ -23,7 +23,12 @@ def in_shard(
 ) -> CorruptTractogramError:
     """``error``, raised at an offset of a stream of ``paths`` read end to end (``skip`` bytes of each
     after the first left out), told as the shard and the offset in it where parsing failed.
+
+    An error that already names another object than the stream's first is about that object itself
+    (a shard's own header, say) and is returned as it is.
     """
+    if error.name != paths[0]:
+        return error
     start = 0
     for i, (path, size) in enumerate(zip(paths, sizes)):
         head = skip if i else 0

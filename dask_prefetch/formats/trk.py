@@ -26,7 +26,15 @@ from .errors import CorruptTractogramError
 from .reading import read_full, readinto_full
 from .trk_records import MAX_POINTS, RecordGatherer
 
-__all__ = ["CHUNK_BYTES", "HEADER_SIZE", "MAX_POINTS", "TrkReader", "parse_trk_header", "read_trk_header"]
+__all__ = [
+    "CHUNK_BYTES",
+    "HEADER_SIZE",
+    "MAX_POINTS",
+    "TrkReader",
+    "parse_trk_header",
+    "read_trk_header",
+    "same_records",
+]
 
 HEADER_SIZE = 1000
 MAGIC = b"TRACK"
@@ -43,6 +51,20 @@ def read_trk_header(fileobj: BinaryIO, name: str = "<file>") -> TractogramHeader
     """
     buf = read_full(fileobj, HEADER_SIZE)
     return parse_trk_header(buf, name)
+
+
+def same_records(a: TractogramHeader, b: TractogramHeader) -> bool:
+    """Whether records read with TRK header ``a`` or ``b`` give the same streamlines and named data.
+
+    Byte order, scalars and properties (number and names) and the voxmm-to-RAS+ affine (voxel
+    sizes, ``vox_to_ras``, voxel order, dimensions) agree; ``n_count`` may differ.
+    """
+    fa, fb = a.fields, b.fields
+    return (
+        fa["_endianness"] == fb["_endianness"]
+        and a.data_fields() == b.data_fields()
+        and np.array_equal(fa["_voxmm_to_rasmm"], fb["_voxmm_to_rasmm"])
+    )
 
 
 def parse_trk_header(buf: bytes, name: str = "<file>") -> TractogramHeader:

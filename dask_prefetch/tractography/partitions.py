@@ -23,6 +23,7 @@ from ..formats import StreamlineChunk, TractogramHeader, open_reader
 from ..formats.errors import CorruptTractogramError, in_shard
 from ..formats.tck import TckReader
 from ..formats.trk import TrkReader
+from .shard_heads import CheckedShards
 from .trx_reading import first_stream as trx_first_stream
 from .trx_reading import _read_segment as read_trx_segment
 from .trx_reading import read_trx_partition
@@ -52,6 +53,10 @@ class Partition:
     # "bodies" whose shards were detected by their own headers: the n_count each of those claims (0: none),
     # checked against what the shard holds (a shard holding more than it claims is not read as nibabel would)
     shard_counts: tuple[int, ...] = ()
+    # "bodies" whose layout was inferred from a sample of the shards: what the task checks of every shard's
+    # first bytes ("trk": a header of its own like the global one, whose n_count it checks; "bare": none), reading
+    # the shards from their byte 0 (see shard_heads.py); "" when the plan had seen every shard's first bytes
+    shard_heads: str = ""
     last: bool = True  # "trk-range": the range ends at the end of the file (else at a cut)
     trx: tuple[Any, ...] = ()  # "trx": the TrxSegments it reads
 
@@ -61,8 +66,9 @@ class Partition:
         What a worker opens ahead of the task (see ``PrefetchWorkerPlugin``), so that the task
         finds its first blocks already local.
         """
-        if self.kind == "bodies":
-            return self.paths, self.header_bytes, 0, self.pinned(self.paths), None
+        if self.kind == "bodies":  # shards whose first bytes the task checks are read from their byte 0
+            skip = 0 if self.shard_heads else self.header_bytes
+            return self.paths, skip, 0, self.pinned(self.paths), None
         if self.kind == "files":
             return self.paths[:1], 0, 0, self.pinned(self.paths[:1]), None
         if self.kind == "trx":
@@ -214,18 +220,24 @@ def iter_partition(
                 yield chunk
     elif part.kind == "bodies":
         lengths: list[np.ndarray] = []  # of every streamline, when the shards' counts are checked at the end
+        counted = bool(part.shard_counts) or part.shard_heads == "trk"
         with opener.open(*part.first_stream()) as f:
+            stream = CheckedShards(f, part.paths, part.sizes, part.shard_heads, header) if part.shard_heads else f
+            stop = stream.body_bytes if part.shard_heads else None  # the size the stream cannot tell by seeking
             try:
-                reader = TrkReader(f, part.paths[0], ignore_count=not part.whole, chunk_bytes=chunk_bytes)
+                reader = TrkReader(
+                    stream, part.paths[0], ignore_count=not part.whole, stop=stop, chunk_bytes=chunk_bytes
+                )
                 for chunk in ([reader.read_all()] if whole else reader):
-                    if part.shard_counts:
+                    if counted:
                         lengths.append(chunk.lengths)
                     yield chunk
             except CorruptTractogramError as e:
                 raise in_shard(e, part.paths, part.sizes, part.header_bytes) from None
-        if part.shard_counts:
+        if counted:
             held = np.concatenate(lengths) if lengths else np.empty(0, np.int64)
-            check_shard_counts(held, part, reader.header.n_scalars, reader.header.n_properties)
+            claims = part.shard_counts or tuple(stream.counts)
+            check_shard_counts(held, part, claims, reader.header.n_scalars, reader.header.n_properties)
     elif part.kind == "files":
         for path in part.paths:
             with opener.open([path], pinned=part.pinned([path])) as f:
@@ -259,12 +271,15 @@ def iter_partition(
             )
 
 
-def check_shard_counts(lengths: np.ndarray, part: Partition, n_scalars: int, n_properties: int) -> None:
+def check_shard_counts(
+    lengths: np.ndarray, part: Partition, claims: Sequence[int], n_scalars: int, n_properties: int
+) -> None:
     """Every shard of a ``"bodies"`` partition holds no more streamlines than its own header claims.
 
     Shards found to be sharded by their own headers could also be read as complete files, which
     nibabel would stop after ``n_count`` records: the two readings agree unless a shard holds more.
-    ``lengths``: the points of every streamline of the partition, in order.
+    ``lengths``: the points of every streamline of the partition, in order; ``claims``: each shard's
+    ``n_count`` (0: none).
 
     Raises
     ------
@@ -275,7 +290,7 @@ def check_shard_counts(lengths: np.ndarray, part: Partition, n_scalars: int, n_p
     starts = np.cumsum(record) - record
     ends = np.cumsum([size - part.header_bytes for size in part.sizes[1:]])  # of each shard's body in the stream
     held = np.bincount(np.searchsorted(ends, starts, side="right"), minlength=len(ends))
-    for path, claimed, n in zip(part.paths[1:], part.shard_counts, held):
+    for path, claimed, n in zip(part.paths[1:], claims, held):
         if 0 < claimed < n:
             raise CorruptTractogramError(
                 path,

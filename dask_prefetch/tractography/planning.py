@@ -23,7 +23,7 @@ from .partitions import Partition
 from ..formats import CorruptTractogramError, TractogramHeader, detect_format
 from ..formats.compression import gunzip_prefix, is_gzip
 from ..formats.tck import MAGIC as TCK_MAGIC
-from ..formats.trk import HEADER_SIZE, parse_trk_header
+from ..formats.trk import HEADER_SIZE, parse_trk_header, same_records
 
 __all__ = ["MixedDataWarning", "Plan", "contiguous_groups", "file_partitions", "plan_layout", "sharded_partitions"]
 
@@ -36,8 +36,10 @@ class MixedDataWarning(UserWarning):
 class Plan:
     """How the objects are laid out: ``kind`` ``"files"`` or ``"sharded"``, the order to read them in
     (for ``"sharded"``, the global header first), the shards' ``header_bytes``, each object's
-    named data (files), the n_count each shard's own header claims (shards detected by them), and
-    ``first_head``: the first bytes (at most 1000) of the object read first, when the plan read them."""
+    named data (files), the n_count each shard's own header claims (shards detected by them),
+    ``first_head``: the first bytes (at most 1000) of the object read first, when the plan read them,
+    and ``shard_heads``: what the tasks check of the shards' first bytes when the plan read only a
+    sample of them (``"trk"`` or ``"bare"``, see ``shard_heads.py``; "" when it read them all)."""
 
     kind: str
     order: list[int]
@@ -45,6 +47,7 @@ class Plan:
     data: tuple[Any, ...] = ()
     shard_counts: tuple[int, ...] = ()
     first_head: bytes | None = None
+    shard_heads: str = ""
 
 
 def plan_layout(
@@ -68,9 +71,54 @@ def plan_layout(
         first = lone[0] if one_glob and len(lone) == 1 else 0  # a glob matched a header and its shards
         _check_header_bytes(header_bytes, [p for i, p in enumerate(paths) if i != first], sizes)
         return Plan("sharded", [first] + [i for i in natural if i != first], header_bytes)
+    if layout is None and header_bytes is None:
+        sampled = _sampled_plan(fs, paths, sizes, infos, one_glob)
+        if sampled is not None:
+            return sampled
     heads = _heads(fs, paths, sizes, infos)
     plan = _plan_from_heads(paths, sizes, heads, layout, header_bytes, one_glob)
     return replace(plan, first_head=heads[plan.order[0]])
+
+
+#: Shards whose first bytes a graph build reads to infer a sharded layout; the tasks check the others'.
+SAMPLE = 8
+
+
+def sample_positions(n: int) -> list[int]:
+    """Which of ``n`` shards (positions, in order) a graph build reads the first bytes of: the first, the
+    last and others evenly spread between, :data:`SAMPLE` in all (every one if there are no more)."""
+    if n <= SAMPLE:
+        return list(range(n))
+    return sorted({round(k * (n - 1) / (SAMPLE - 1)) for k in range(SAMPLE)})
+
+
+def _sampled_plan(fs: Any, paths: list[str], sizes: list[int], infos: list[dict], one_glob: bool) -> Plan | None:
+    """A sharded layout inferred from the global header and :data:`SAMPLE` shards, or None: read them all.
+
+    The candidate global header is the first object of exactly 1000 bytes (in a list, the first
+    object). If it is a lone TRK header (``n_count`` 0) and the sampled shards (the first, the last
+    and others spread between) are all bodies only, or all TRK files whose headers read as the
+    global one's, the plan says so and every task checks that its own shards start the same way
+    (``Partition.shard_heads``); anything else (fewer shards than a sample, a compressed object, a
+    mix) is decided from every object's first bytes, as before.
+    """
+    lone = [i for i, size in enumerate(sizes) if size == HEADER_SIZE]
+    if not lone or (not one_glob and lone[0] != 0) or len(paths) - 1 <= SAMPLE:
+        return None
+    g = lone[0]
+    rest = [i for i in range(len(paths)) if i != g]
+    look = [g, *(rest[k] for k in sample_positions(len(rest)))]
+    heads = _heads(fs, [paths[i] for i in look], [sizes[i] for i in look], [infos[i] for i in look])
+    if any(is_gzip(h) for h in heads):
+        return None
+    first, *sampled = _kinds(heads, [paths[i] for i in look])
+    if not (_is_header(first) and not first.nb_streamlines):
+        return None
+    if all(k is None for k in sampled):
+        return Plan("sharded", [g, *rest], 0, first_head=heads[0], shard_heads="bare")
+    if all(_is_header(k) and same_records(k, first) for k in sampled) and min(sizes[i] for i in rest) >= HEADER_SIZE:
+        return Plan("sharded", [g, *rest], HEADER_SIZE, first_head=heads[0], shard_heads="trk")
+    return None
 
 
 def _plan_from_heads(
@@ -96,7 +144,7 @@ def _plan_from_heads(
             rest = [i for i in natural if i != g]
             if all(kinds[i] is None for i in rest):  # bare bodies: only readable behind the header
                 return Plan("sharded", [g] + rest, 0)
-            if all(_is_header(kinds[i]) and _same_records(kinds[i], kinds[g]) for i in rest):
+            if all(_is_header(kinds[i]) and same_records(kinds[i], kinds[g]) for i in rest):
                 counts = tuple(kinds[i].nb_streamlines or 0 for i in rest)
                 return Plan("sharded", [g] + rest, HEADER_SIZE, shard_counts=counts)
         _refuse_bodies(paths, kinds, lone)
@@ -135,7 +183,7 @@ def _stated_sharded(paths: list[str], sizes: list[int], kinds: list[Any], one_gl
             "not: pass header_bytes to say how many bytes every shard starts with"
         )
     for i in with_header:
-        if not (_is_header(kinds[i]) and _same_records(kinds[i], kinds[g])):
+        if not (_is_header(kinds[i]) and same_records(kinds[i], kinds[g])):
             raise ValueError(
                 f"layout='sharded': {paths[i]!r} has a header of its own that does not match the global header "
                 f"{paths[g]!r} (format, byte order, scalars, properties or affine): it is a complete file "
@@ -208,16 +256,6 @@ def _is_header(kind: Any) -> bool:
     return isinstance(kind, TractogramHeader)
 
 
-def _same_records(a: TractogramHeader, b: TractogramHeader) -> bool:
-    """Whether records read with header ``a`` or ``b`` give the same streamlines and named data."""
-    fa, fb = a.fields, b.fields
-    return (
-        fa["_endianness"] == fb["_endianness"]
-        and a.data_fields() == b.data_fields()
-        and np.array_equal(fa["_voxmm_to_rasmm"], fb["_voxmm_to_rasmm"])
-    )
-
-
 async def _cat_heads(fs: Any, paths: list[str], ends: list[int], infos: list[dict]) -> list[bytes]:
     async def head(path: str, end: int, info: dict) -> bytes:
         version = info.get("VersionId")
@@ -263,6 +301,7 @@ def sharded_partitions(
             nbytes=sum(size_of[p] for p in g),
             sizes=(sizes[0], *(size_of[p] for p in g)),
             shard_counts=tuple(counts[p] for p in g) if counts else (),
+            shard_heads=plan.shard_heads,
         )
         for g in groups
     ]

@@ -523,8 +523,8 @@ def read_tractogram(
 
     Notes
     -----
-    How the layout is inferred (``layout`` and ``header_bytes`` None), from the first 1000 bytes
-    of every object (one small ranged read each, concurrent on S3):
+    How the layout is inferred (``layout`` and ``header_bytes`` None), from the objects' first 1000
+    bytes (small ranged reads, concurrent on S3):
 
     * If an object is a lone header -- exactly 1000 bytes, a valid TRK header with ``n_count`` 0
       (first in a list; in a single glob, the first such object) -- and every other object is
@@ -537,6 +537,11 @@ def read_tractogram(
     * Otherwise, if every object is a complete TRK or TCK file by its own header (empty ones
       included, such as nibabel's 1000-byte ``empty.trk``): complete files.
     * Otherwise ``ValueError`` naming the objects that are not complete files.
+
+    Behind a lone header with more than 8 shards, only the header's and 8 shards' first bytes are
+    read (the first, the last and six spread between); if they show a sharded layout, each task
+    checks the first bytes of its own shards as it reads them, and raises
+    ``CorruptTractogramError`` naming a shard that does not start as the sampled ones do.
     """
     path_list = check_paths(paths, "paths", caller="read_tractogram", pathlike=True)
     _check_arguments(path_list, storage_options, block_size, prefetch_storage, npartitions)
