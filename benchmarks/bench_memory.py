@@ -1,7 +1,7 @@
 """Peak memory of a reader process: against block_size x concurrency, and of one task, streamed or not.
 
     python benchmarks/bench_memory.py                    # the engine: block_size x concurrency
-    python benchmarks/bench_memory.py --task [--trk-mb 300] [--server s3rver|moto]
+    python benchmarks/bench_memory.py --task [--trk-mb 300] [--format trk.gz|trx] [--server s3rver|moto]
 
 The engine table: each configuration reads the same 256 MiB object (local moto server) in a fresh
 child process, 1 MiB ``readinto`` calls into one reused buffer, and reports the child's peak RSS.
@@ -9,7 +9,9 @@ Block files live in /dev/shm and are read with ``pread``, so they are not mapped
 If GET bodies were buffered, the peak would grow by about ``part_size x concurrency``.
 
 ``--task``: one ``read_tractogram`` task over one ``.trk.gz`` of ~``--trk-mb`` MB of records
-(random walks, gzip level 1: one partition, as gzip has no random access) on a local S3 server,
+(random walks, gzip level 1: one partition, as gzip has no random access) or, with ``--format
+trx``, one deflated TRX written by trx-python from the same walks (a per-point ``fa`` in float16;
+one partition too: deflate has no random access either) on a local S3 server,
 computed in a fresh child process with ``scheduler="sync"``: ``map_chunks(f)`` (one call on the
 whole parsed partition) against ``map_chunks(f, per="chunk")`` (a call per ``--chunk`` of records
 as it is parsed). Two functions: ``count`` (streamlines, points and a float64 sum of x: no
@@ -46,6 +48,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--trk-mb", type=float, default=300, help="uncompressed TRK MB of the .trk.gz (--task)")
     p.add_argument("--chunk", default="2 MiB", help="read_tractogram's chunk_size (--task)")
     p.add_argument("--tier-mib", type=float, default=256, help="prefetch budget in /dev/shm (--task)")
+    p.add_argument("--format", choices=["trk.gz", "trx"], default="trk.gz", help="the file one task reads (--task)")
+    p.add_argument("--funcs", default="count,arc", help="functions to measure, comma-separated (--task)")
     p.add_argument("--server", choices=["s3rver", "moto"], default="s3rver")
     p.add_argument("--child", help=argparse.SUPPRESS)
     return p.parse_args(argv)
@@ -122,13 +126,28 @@ def run_child(options: dict, url: str, per: str, func: str, chunk: str, tier_mib
     return json.loads(child.stdout.strip().splitlines()[-1])
 
 
-def trk_gz(mb: float) -> tuple[bytes, int, int]:
-    """A .trk.gz of ~``mb`` MB of records, its streamline and point counts."""
+def trk_gz(mb: float, fmt: str = "trk.gz") -> tuple[bytes, int, int]:
+    """A .trk.gz (or deflated TRX) of ~``mb`` MB of TRK records, its streamline and point counts."""
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from bench_parsers import random_walks, trk_bytes
 
     walks = random_walks(7, mb * MB)
-    return gzip.compress(trk_bytes(walks), compresslevel=1), len(walks), int(walks._lengths.sum())
+    n, points = len(walks), int(walks._lengths.sum())
+    if fmt == "trk.gz":
+        return gzip.compress(trk_bytes(walks), compresslevel=1), n, points
+    import tempfile
+
+    from dask_prefetch.testing.trx import write_trx
+
+    with tempfile.TemporaryDirectory() as scratch:
+        trk = os.path.join(scratch, "walks.trk")
+        with open(trk, "wb") as f:
+            f.write(trk_bytes(walks))
+        del walks
+        path = write_trx(os.path.join(scratch, "walks.trx"), trk, storage="deflated", dpv={"fa": np.float16},
+                         dps={"weight": np.float32})
+        with open(path, "rb") as f:
+            return f.read(), n, points
 
 
 def task_table(args: argparse.Namespace) -> None:
@@ -136,23 +155,24 @@ def task_table(args: argparse.Namespace) -> None:
     from s3rver import S3rverServer
 
     began = time.perf_counter()
-    data, n, points = trk_gz(args.trk_mb)
+    data, n, points = trk_gz(args.trk_mb, args.format)
+    url = f"s3://memory/big.{args.format}"
     server = S3rverServer() if args.server == "s3rver" else LocalS3Server()
     with server:
         options = server.storage_options()
         raw = s3fs.S3FileSystem(**options, skip_instance_cache=True)
         raw.mkdir("memory")
-        raw.pipe("memory/big.trk.gz", data)
-        print(f"one .trk.gz: {args.trk_mb:g} MB of records ({points * 12 / MiB:.0f} MiB of float32 points), "
+        raw.pipe(url[5:], data)
+        print(f"one {'.trk.gz' if args.format == 'trk.gz' else 'deflated TRX'}: {args.trk_mb:g} MB of records ({points * 12 / MiB:.0f} MiB of float32 points), "
               f"{len(data) / MB:.0f} MB compressed, {n} streamlines; chunk_size {args.chunk}; "
               f"tier {args.tier_mib:g} MiB in {TIER}; {args.server}; ready in {time.perf_counter() - began:.0f} s; "
               f"load {os.getloadavg()[0]:.2f}")
         print(f"{'function':<8} {'per':<10} {'calls':>6} {'peak RSS growth MiB':>20} {'tracemalloc peak MiB':>21} "
               f"{'seconds':>8}")
-        for func in ("count", "arc"):
+        for func in args.funcs.split(","):
             sums = {}
             for per in ("partition", "chunk"):
-                r = run_child(options, "s3://memory/big.trk.gz", per, func, args.chunk, args.tier_mib)
+                r = run_child(options, url, per, func, args.chunk, args.tier_mib)
                 assert r["totals"][:2] == [n, points], (r["totals"], n, points)
                 sums[per] = r["totals"][2]
                 print(f"{func:<8} {per:<10} {r['calls']:>6} {r['rss_growth'] / MiB:>20.0f} "

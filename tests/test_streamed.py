@@ -163,12 +163,16 @@ def test_streamed_chunks_equal_the_one_chunk_path_and_nibabel(tmp_path, raw_fs, 
         assert n_chunks > 2 * tg.npartitions  # chunked within partitions, not one call each
 
 
+@pytest.mark.parametrize("store", ["local", "s3"])
 @pytest.mark.parametrize("storage", ["stored", "deflated"])
-def test_trx_streamed_equals_trx_python(tmp_path, storage):
+def test_trx_streamed_equals_trx_python(tmp_path, raw_fs, storage_options, tiers, storage, store):
+    """Chunks of 4 KiB of positions, the rows of every array taken side by side (inflated as taken)."""
     path = write_trx(tmp_path / "t.trx", "tracks300.trk", storage=storage, dpv={"fa": np.float16},
                      dps={"weight": np.float64})
-    tg = read_tractogram(str(path), npartitions=3)
+    (url,), options = put({"t.trx": path.read_bytes()}, store, tmp_path, raw_fs, storage_options, tiers)
+    tg = read_tractogram(url, npartitions=3, chunk_size="4 KiB", **options)
     got = assert_streamed_equals_whole(tg, "threads")
+    assert len(tg.map_chunks(len, per="chunk").compute(scheduler="threads")) > 2 * tg.npartitions
     ref = tmm.load(str(path))
     try:
         np.testing.assert_array_equal(got.points, np.asarray(ref.streamlines._data).astype(np.float32))
@@ -287,6 +291,28 @@ def test_a_persisted_tractogram_maps_its_kept_chunks_and_other_arguments_are_ref
     assert sums == [300, 600]  # keys differ with the function
     with pytest.raises(ValueError, match="per must be 'partition' or 'chunk', got 'file'"):
         tg.map_chunks(len, per="file")
+
+
+def test_a_streamed_task_over_a_deflated_trx_holds_a_few_chunks_not_its_file(tmp_path):
+    """A deflated TRX is one partition: streamed, its members are inflated as chunks are taken."""
+    (tmp_path / "big.trk").write_bytes(trk_bytes(synthetic_streamlines(20000, 5)))
+    path = write_trx(tmp_path / "big.trx", str(tmp_path / "big.trk"), storage="deflated", dpv={"fa": np.float16})
+    peaks, sums = {}, {}
+    for per in ("partition", "chunk"):
+        tg = read_tractogram(str(path), chunk_size="512 KiB")
+        assert tg.npartitions == 1
+        bag = tg.map_chunks(lambda c: float(c.points[:, 0].sum(dtype=np.float64) + c.data_per_point["fa"].sum(dtype=np.float64)),
+                            per=per)
+        tracemalloc.start()
+        try:
+            sums[per] = sum(bag.compute(scheduler="sync"))
+            peaks[per] = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    points_bytes = int(tg.lengths.sum().compute(scheduler="sync")) * 12
+    assert peaks["partition"] > 0.8 * points_bytes, (peaks, points_bytes)
+    assert peaks["chunk"] < points_bytes / 3, (peaks, points_bytes)
+    np.testing.assert_allclose(sums["chunk"], sums["partition"], rtol=1e-6)
 
 
 def test_a_streamed_task_holds_a_few_chunks_not_its_partition(tmp_path):

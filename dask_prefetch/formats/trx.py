@@ -10,8 +10,8 @@ column count ``k`` is in the name (absent: 1).
 
 :func:`parse_header` and :func:`member` turn ``header.json``'s bytes and the members' names and
 sizes into :class:`TrxMember` records, :class:`TrxContents` checks them against each other, and
-:func:`read_rows` reads rows of a member from a file object (a byte range of a stored member,
-or inflated on the fly from a deflated one, see :mod:`.trx_zip`). Where the bytes live and how
+:func:`read_rows` and :class:`MemberRows` read rows of a member from a file object (a byte range of a
+stored member, or inflated on the fly from a deflated one, see :mod:`.trx_zip`), at once or a few at a time. Where the bytes live and how
 they are fetched is the caller's business.
 """
 
@@ -26,7 +26,7 @@ import numpy as np
 from .chunk import TractogramHeader
 from .errors import CorruptTractogramError
 from .reading import readinto_full
-from .trx_zip import inflate_into
+from .trx_zip import Inflater
 
 HEADER = "header.json"
 _DTYPES = {
@@ -297,17 +297,56 @@ def read_rows(fileobj: BinaryIO, m: TrxMember, first: int, stop: int, name: str)
     CorruptTractogramError
         If the bytes end before those rows (a truncated object) or do not inflate.
     """
-    out = np.empty((max(stop - first, 0), m.columns), dtype=m.dtype)
-    if m.deflated:
-        inflate_into(fileobj, m.stored, first * m.row_bytes, memoryview(out).cast("B"), f"{name}: {m.name}", m.start)
+    return MemberRows(fileobj, m, first, name).take(stop - first)
+
+
+class MemberRows:
+    """The rows of one member from row ``first`` on, taken front to back a few at a time.
+
+    Parameters
+    ----------
+    fileobj
+        As for :func:`read_rows`: at row ``first`` of a stored member, or at the start of a
+        deflated member's compressed data (the rows before ``first`` are inflated and dropped).
+    m, first, name
+        The member, the first row to take, and the TRX (for error messages).
+
+    Notes
+    -----
+    Memory is what the rows taken hold, plus, for a deflated member, the :class:`~.trx_zip.Inflater`'s
+    bounded buffers: a member of any size can be read in pieces of any size.
+    """
+
+    def __init__(self, fileobj: BinaryIO, m: TrxMember, first: int, name: str) -> None:
+        self._f, self._m, self._row, self._name = fileobj, m, first, name
+        self._inflater = Inflater(fileobj, m.stored, f"{name}: {m.name}", m.start) if m.deflated else None
+        if self._inflater is not None:
+            self._inflater.skip(first * m.row_bytes)
+
+    def take(self, n: int) -> np.ndarray:
+        """The next ``n`` rows, ``(n, columns)`` in the member's dtype.
+
+        Raises
+        ------
+        CorruptTractogramError
+            If the bytes end before them (a truncated object) or do not inflate.
+        """
+        m = self._m
+        out = np.empty((max(n, 0), m.columns), dtype=m.dtype)
+        if self._inflater is not None:
+            self._inflater.readinto(memoryview(out).cast("B"))
+        else:
+            got = readinto_full(self._f, out)
+            if got < out.nbytes:
+                at = m.start + self._row * m.row_bytes + got
+                raise CorruptTractogramError(
+                    self._name,
+                    at,
+                    f"{m.name!r} ends after {got} of the {out.nbytes} bytes of rows {self._row}..{self._row + n}: "
+                    "truncated",
+                )
+        self._row += len(out)
         return out
-    got = readinto_full(fileobj, out)
-    if got < out.nbytes:
-        at = m.start + first * m.row_bytes + got
-        raise CorruptTractogramError(
-            name, at, f"{m.name!r} ends after {got} of the {out.nbytes} bytes of rows {first}..{stop}: truncated"
-        )
-    return out
 
 
 def lengths(bounds: np.ndarray, first_vertex: int | None, name: str, at: int, n_vertices: int) -> np.ndarray:

@@ -135,39 +135,82 @@ def inflate_into(fileobj: BinaryIO, compressed: int, skip: int, out: memoryview,
 
     Notes
     -----
-    Memory stays bounded whatever the member's size: at most :data:`INFLATE_CHUNK` compressed
-    bytes are held and at most as many inflated at a time, besides ``out`` itself. The member's
-    CRC is not checked (its whole inflated bytes are not seen); a corrupt stream still fails,
-    since deflate checks its own structure.
+    See :class:`Inflater`, which this is one use of.
 
     Raises
     ------
     CorruptTractogramError
         If the stream is corrupt or ends before ``skip + len(out)`` bytes.
     """
-    out = out.cast("B")
-    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
-    left, filled, pending = compressed, 0, b""
-    try:
-        while filled < len(out):
-            if not pending:
-                if left == 0 or inflater.eof:
-                    break
-                pending = fileobj.read(min(INFLATE_CHUNK, left))
-                if not pending:
-                    break
-                left -= len(pending)
-            want = min(skip or len(out) - filled, INFLATE_CHUNK)
-            piece = inflater.decompress(pending, want)
-            pending = inflater.unconsumed_tail
-            if skip:
-                skip -= len(piece)
-                continue
-            out[filled : filled + len(piece)] = piece
-            filled += len(piece)
-    except zlib.error as e:
-        raise CorruptTractogramError(name, at + compressed - left, f"deflated data is corrupt: {e}") from None
-    if filled < len(out):
-        raise CorruptTractogramError(
-            name, at + compressed - left, f"deflated member ends {len(out) - filled} bytes short of what it must hold"
-        )
+    inflater = Inflater(fileobj, compressed, name, at)
+    inflater.skip(skip)
+    inflater.readinto(out)
+
+
+class Inflater:
+    """A deflated member's bytes handed out front to back, in pieces, inflated as they are asked for.
+
+    Parameters
+    ----------
+    fileobj
+        Positioned at the member's compressed data; at most ``compressed`` bytes are read.
+    compressed
+        The member's compressed size.
+    name, at
+        The zip and where the member's data starts, for error messages.
+
+    Notes
+    -----
+    Memory stays bounded whatever the member's size: at most :data:`INFLATE_CHUNK` compressed
+    bytes are held and at most as many inflated at a time, besides the buffers filled. The member's
+    CRC is not checked (its whole inflated bytes are not seen); a corrupt stream still fails,
+    since deflate checks its own structure.
+    """
+
+    def __init__(self, fileobj: BinaryIO, compressed: int, name: str, at: int) -> None:
+        self._f, self._left, self._name, self._at, self._compressed = fileobj, compressed, name, at, compressed
+        self._inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+        self._pending = b""
+
+    def skip(self, n: int) -> None:
+        """Inflate the next ``n`` bytes and drop them (deflate has no random access)."""
+        self._pass(n, None)
+
+    def readinto(self, out: memoryview) -> None:
+        """Fill ``out`` with the next ``len(out)`` inflated bytes.
+
+        Raises
+        ------
+        CorruptTractogramError
+            If the stream is corrupt or ends before them.
+        """
+        out = memoryview(out).cast("B")
+        self._pass(len(out), out)
+
+    def _pass(self, n: int, out: memoryview | None) -> None:
+        """The next ``n`` inflated bytes: into ``out``, or dropped when it is None."""
+        done = 0
+        try:
+            while done < n:
+                if not self._pending:
+                    if self._left == 0 or self._inflater.eof:
+                        break
+                    self._pending = self._f.read(min(INFLATE_CHUNK, self._left))
+                    if not self._pending:
+                        break
+                    self._left -= len(self._pending)
+                piece = self._inflater.decompress(self._pending, min(n - done, INFLATE_CHUNK))
+                self._pending = self._inflater.unconsumed_tail
+                if out is not None:
+                    out[done : done + len(piece)] = piece
+                done += len(piece)
+        except zlib.error as e:
+            raise CorruptTractogramError(self._name, self._here, f"deflated data is corrupt: {e}") from None
+        if done < n:
+            raise CorruptTractogramError(
+                self._name, self._here, f"deflated member ends {n - done} bytes short of what it must hold"
+            )
+
+    @property
+    def _here(self) -> int:
+        return self._at + self._compressed - self._left

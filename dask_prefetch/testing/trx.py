@@ -17,7 +17,10 @@ STORAGES = ("stored", "deflated", "directory")
 
 
 def source_trk(name: str) -> Path:
-    """A TRK file shipped with nibabel (``standard.trk``, ``complex.trk``, ...) or dipy (``tracks300.trk``)."""
+    """A TRK file shipped with nibabel (``standard.trk``, ``complex.trk``, ...) or dipy (``tracks300.trk``),
+    or the TRK file at ``name`` if it is a path that exists."""
+    if os.path.isfile(name):
+        return Path(name)
     if name == "tracks300.trk":
         import dipy.data
 

@@ -25,7 +25,7 @@ from ..formats.tck import TckReader
 from ..formats.trk import TrkReader
 from .shard_heads import CheckedShards
 from .trx_reading import first_stream as trx_first_stream
-from .trx_reading import _read_segment as read_trx_segment
+from .trx_reading import iter_trx_partition
 from .trx_reading import read_trx_partition
 
 
@@ -203,8 +203,8 @@ def iter_partition(
 ) -> Iterator[StreamlineChunk]:
     """The partition's streamlines in file order, as chunks of whole streamlines as they are parsed.
 
-    Each chunk holds about ``chunk_bytes`` of records (TRK, TCK; one chunk per file run of a TRX
-    partition, whose arrays are read as byte ranges). Every check of the partition is made on
+    Each chunk holds about ``chunk_bytes`` of records (TRK, TCK) or of positions (TRX, whose
+    arrays are read as byte ranges, and inflated as they are taken when deflated). Every check of the partition is made on
     the way: an error found after the last chunk raises from the iterator's last step.
 
     ``whole``: one chunk per stream instead (TRK streams parsed straight into one array, empty
@@ -214,10 +214,7 @@ def iter_partition(
         if whole:
             yield read_trx_partition(part, opener)
             return
-        for segment in part.trx:
-            chunk = read_trx_segment(part, opener, segment)
-            if len(chunk):
-                yield chunk
+        yield from iter_trx_partition(part, opener, chunk_bytes)
     elif part.kind == "bodies":
         lengths: list[np.ndarray] = []  # of every streamline, when the shards' counts are checked at the end
         counted = bool(part.shard_counts) or part.shard_heads == "trk"

@@ -159,11 +159,11 @@ class Tractogram:
             ``"partition"`` (default): once per partition, on all of its streamlines in one chunk,
             after its last byte was read and parsed; one result per partition.
             ``"chunk"``: streamed -- inside each partition's task, on every chunk of about
-            ``chunk_size`` bytes of records (see :func:`read_tractogram`; TRX: every run of one
-            file's streamlines) as soon as it is parsed, while the rest of the partition is still
-            being prefetched; never on an empty chunk. A task then holds a few chunks and the
-            results, not its whole partition. Partition ``i`` of the bag holds its chunks' results
-            in file order.
+            ``chunk_size`` bytes of records (see :func:`read_tractogram`; TRX: of positions) as
+            soon as it is parsed, while the rest of the partition is still being prefetched;
+            never on an empty chunk. A task then holds a few chunks and the results, not its
+            whole partition (a deflated TRX too: its members are inflated as chunks are taken).
+            Partition ``i`` of the bag holds its chunks' results in file order.
 
         Returns
         -------
@@ -486,7 +486,7 @@ def read_tractogram(
         Passed to the prefetching filesystem's ``open`` by every task (any store but local files).
     chunk_size
         Bytes parsed at a time by the readers: an int or a string such as ``"8 MiB"`` (None: each
-        reader's default, 2 MiB for TRK and 8 MiB for TCK).
+        reader's default, 2 MiB for TRK, 8 MiB for TCK, 8 MiB of positions for TRX).
     npartitions
         Tasks to split the work into, at least 1 (default: one per shard or file; for one TCK
         file, one per started 256 MiB: ``ceil(size / 256 MiB)``). Fewer partitions result when there

@@ -7,20 +7,22 @@ those rows of ``positions`` (first: the stream a worker may have opened ahead) a
 ``dpv`` array at once (``open(..., offset, end)``: nothing past the range is prefetched), reads
 its ``offsets`` (checking they still give ``[v0, v1)``), then the rows. A deflated member is
 inflated from its first compressed byte with bounded memory, dropping the rows before the
-segment's; its vertices come from the offsets the task reads.
+segment's; its vertices come from the offsets the task reads. Streamed (``map_chunks(f,
+per="chunk")``), the rows are taken a chunk at a time from all the streams side by side
+(:func:`iter_segment`), so a task over a deflated TRX of any size holds a few chunks, not its file.
 """
 
 from __future__ import annotations
 
 from contextlib import ExitStack
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 
 from ..formats import StreamlineChunk
 from ..formats.errors import CorruptTractogramError
-from ..formats.trx import TrxContents, TrxMember, lengths, read_rows
+from ..formats.trx import MemberRows, TrxContents, TrxMember, lengths, read_rows
 
 if TYPE_CHECKING:
     from .partitions import Opener, Partition
@@ -69,13 +71,34 @@ def _rows(opener: Opener, part: Partition, m: TrxMember, a: int, b: int, name: s
 
 def read_trx_partition(part: Partition, opener: Opener) -> StreamlineChunk:
     """Read one ``"trx"`` partition (runs in a task): its segments' points, lengths and named data."""
-    return StreamlineChunk.concat([_read_segment(part, opener, s) for s in part.trx])
+    return StreamlineChunk.concat([c for s in part.trx for c in iter_segment(part, opener, s, None)])
 
 
-def _read_segment(part: Partition, opener: Opener, s: TrxSegment) -> StreamlineChunk:
+def iter_trx_partition(part: Partition, opener: Opener, chunk_bytes: int | None) -> Iterator[StreamlineChunk]:
+    """The partition's streamlines in chunks of about ``chunk_bytes`` of positions (None: :data:`CHUNK_BYTES`),
+    as they are read (runs in a task); never an empty chunk."""
+    for s in part.trx:
+        for chunk in iter_segment(part, opener, s, chunk_bytes or CHUNK_BYTES):
+            if len(chunk):
+                yield chunk
+
+
+#: Bytes of ``positions`` in each streamed chunk of a TRX by default.
+CHUNK_BYTES = 8 * 2**20
+
+
+def iter_segment(part: Partition, opener: Opener, s: TrxSegment, chunk_bytes: int | None) -> Iterator[StreamlineChunk]:
+    """The streamlines of one segment, in chunks of about ``chunk_bytes`` of positions (None: one chunk).
+
+    The segment's offsets are read first (its streamlines' lengths), then its rows of
+    ``positions`` and of every ``dpv`` and ``dps`` array, a chunk's worth at a time from streams
+    open side by side: a deflated member is inflated as its rows are taken, so a task streaming
+    chunks holds a few chunks and the inflaters' buffers, never its whole segment.
+    """
     c, name = s.contents, s.contents.name
     if s.first == s.stop or c.nb_streamlines == 0 or c.nb_vertices == 0:
-        return _empty(c)
+        yield _empty(c)
+        return
     offsets = c.offsets
     last = s.stop + 1 if s.stop < offsets.rows else s.stop  # the next offset, if the file has it
     with ExitStack() as stack:
@@ -96,12 +119,35 @@ def _read_segment(part: Partition, opener: Opener, s: TrxSegment) -> StreamlineC
         v0, v1 = int(bounds.ravel()[0]), int(bounds.ravel()[-1])
         if s.vertices is not None and (v0, v1) != s.vertices:
             raise_changed(name, at, s.vertices, (v0, v1))
-        points = _rows(opener, part, c.positions, v0, v1, name, early.get("positions"))
-        dpv = {k: _rows(opener, part, m, v0, v1, name, early.get(f"dpv/{k}")) for k, m in c.dpv}
-        dps = {k: _rows(opener, part, m, s.first, s.stop, name, early.get(f"dps/{k}")) for k, m in c.dps}
-    return StreamlineChunk(
-        points.astype(np.float32, copy=False), lens, data_per_point=dpv, data_per_streamline=dps
-    )
+
+        def rows_of(key: str, m: TrxMember, first: int, stop: int) -> MemberRows:
+            f = early[key] if key in early else stack.enter_context(_open(opener, part, m, (first, stop)))
+            return MemberRows(f, m, first, name)
+
+        points = rows_of("positions", c.positions, v0, v1)
+        dpv = {k: rows_of(f"dpv/{k}", m, v0, v1) for k, m in c.dpv}
+        dps = {k: rows_of(f"dps/{k}", m, s.first, s.stop) for k, m in c.dps}
+        for a, b in chunk_bounds(lens, c.positions.row_bytes, chunk_bytes):
+            n = int(lens[a:b].sum())
+            yield StreamlineChunk(
+                points.take(n).astype(np.float32, copy=False),
+                lens[a:b],
+                data_per_point={k: r.take(n) for k, r in dpv.items()},
+                data_per_streamline={k: r.take(b - a) for k, r in dps.items()},
+            )
+
+
+def chunk_bounds(lens: np.ndarray, row_bytes: int, chunk_bytes: int | None) -> list[tuple[int, int]]:
+    """Streamline ranges ``[a, b)`` of about ``chunk_bytes`` of vertex rows each, at least one streamline
+    each, covering ``lens`` (one range when ``chunk_bytes`` is None)."""
+    n = len(lens)
+    if chunk_bytes is None or n == 0:
+        return [(0, n)]
+    ends = np.cumsum(lens, dtype=np.int64) * row_bytes  # bytes up to the end of each streamline
+    marks = np.arange(chunk_bytes, int(ends[-1]), chunk_bytes)
+    cuts = np.unique(np.minimum(np.searchsorted(ends, marks, side="left") + 1, n))
+    edges = [0, *(int(x) for x in cuts if 0 < x < n), n]
+    return list(zip(edges, edges[1:]))
 
 
 def raise_changed(name: str, at: int, planned: tuple[int, int], read: tuple[int, int]) -> None:
