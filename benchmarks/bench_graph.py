@@ -4,6 +4,7 @@ Run from the repository root (after ``pip install -e .[test]``)::
 
     python benchmarks/bench_graph.py                    # 464 and 1856 shards, 5 runs each, s3rver
     python benchmarks/bench_graph.py --repeat 3 --profile benchmarks/results/graph.prof
+    python benchmarks/bench_graph.py --tasks             # also what the tasks' header checks cost
 
 The tractogram is stored the way HYDI is: a lone 1000-byte TRK header (``n_count`` 0) and N
 shards, each a complete TRK file written by nibabel (its own header and a few random walks: the
@@ -64,6 +65,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--repeat", type=int, default=5, help="timed runs per measure; the median is reported")
     p.add_argument("--server", choices=["s3rver", "moto"], default="s3rver")
     p.add_argument("--no-check", action="store_true", help="do not compute one graph's lengths")
+    p.add_argument("--tasks", action="store_true",
+                   help="also time computing the smaller graph's lengths, inferred (tasks check the shards' headers) "
+                        "against stated (headers skipped), interleaved")
     p.add_argument("--profile", default="", help="write a cProfile of one inferred build of 4x the shards here")
     p.add_argument("--json", default="benchmarks/results/bench_graph.json")
     return p.parse_args(argv)
@@ -117,6 +121,28 @@ def measure(options: dict, prefix: str, repeat: int) -> dict[str, list[float]]:
     return {name: timed(fn, repeat)[0] for name, fn in methods.items()}
 
 
+def tasks(options: dict, prefix: str, truth: np.ndarray, repeat: int) -> dict[str, list[float]]:
+    """Seconds to compute every partition's lengths (2 threads), the layout inferred or stated, interleaved."""
+    builds = {"inferred (tasks check headers)": {}, "header_bytes=1000 (skipped)": {"header_bytes": HEADER}}
+    times: dict[str, list[float]] = {name: [] for name in builds}
+    for round_ in range(repeat + 1):  # the first round warms up, untimed
+        for name, kwargs in builds.items():
+            tg = read_tractogram(f"s3://{prefix}*", storage_options=options, **kwargs)
+            t0 = time.perf_counter()
+            got = tg.lengths.compute(scheduler="threads", num_workers=2)
+            if round_:
+                times[name].append(time.perf_counter() - t0)
+            if not np.array_equal(got, truth):
+                raise AssertionError(f"{name}: lengths differ from the ones written")
+    n = len(tg.partitions)
+    print(f"
+computing the lengths of {n} partitions, median of {repeat} (min-max):")
+    for name, t in times.items():
+        print(f"  {name:<32} {statistics.median(t):.3f} s ({min(t):.3f}-{max(t):.3f}), "
+              f"{statistics.median(t) / n * 1000:.2f} ms a partition")
+    return times
+
+
 def profile(options: dict, prefix: str, path: str) -> None:
     read_tractogram(f"s3://{prefix}*", storage_options=options)  # warm
     profiler = cProfile.Profile()
@@ -161,6 +187,8 @@ def main(argv: list[str] | None = None) -> dict:
             if not np.array_equal(got, truth[n]):
                 raise AssertionError(f"{n} shards: lengths differ from the ones written")
             print(f"{n} shards: lengths computed equal to the ones written")
+        if args.tasks:
+            tasks(options, f"{BUCKET}/t{counts[0]}/", truth[counts[0]], args.repeat)
         if args.profile:
             profile(options, f"{BUCKET}/t{counts[1]}/", args.profile)
     load["end"] = uptime()

@@ -15,7 +15,7 @@ from conftest import BUCKET
 from dask_prefetch import read_tractogram
 from dask_prefetch.formats import CorruptTractogramError
 from dask_prefetch.formats.trx import TrxContents, lengths, member, parse_header, read_rows
-from dask_prefetch.formats.trx_zip import INFLATE_CHUNK, inflate_into
+from dask_prefetch.formats.trx_zip import INFLATE_CHUNK, Inflater
 from dask_prefetch.testing.trx import write_trx
 
 
@@ -204,12 +204,35 @@ def test_inflating_holds_bounded_bytes_and_skips_exactly():
     for skip, n in [(0, len(raw)), (INFLATE_CHUNK + 7, 1000), (len(raw) - 5, 5)]:
         f = CountingReads(packed)
         out = bytearray(n)
-        inflate_into(f, len(packed), skip, memoryview(out), "x", 0)
+        inflate(f, len(packed), skip, out)
         assert bytes(out) == raw[skip : skip + n] and f.largest <= INFLATE_CHUNK
     with pytest.raises(CorruptTractogramError, match="short"):
-        inflate_into(io.BytesIO(packed), len(packed), len(raw) - 5, memoryview(bytearray(6)), "x", 0)
+        inflate(io.BytesIO(packed), len(packed), len(raw) - 5, bytearray(6))
     with pytest.raises(CorruptTractogramError, match="short"):
-        inflate_into(io.BytesIO(packed[:1000]), len(packed), 0, memoryview(bytearray(len(raw))), "x", 0)
+        inflate(io.BytesIO(packed[:1000]), len(packed), 0, bytearray(len(raw)))
+
+
+def inflate(f: io.BufferedIOBase, compressed: int, skip: int, out: bytearray) -> None:
+    inflater = Inflater(f, compressed, "x", 0)
+    inflater.skip(skip)
+    inflater.readinto(memoryview(out))
+
+
+def test_inflating_in_pieces_gives_the_same_bytes_as_at_once():
+    raw = np.random.default_rng(1).integers(0, 4, 2 * INFLATE_CHUNK + 777, dtype=np.uint8).tobytes()
+    packer = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
+    packed = packer.compress(raw) + packer.flush()
+    inflater = Inflater(CountingReads(packed), len(packed), "x", 0)
+    pieces, at = [], 0
+    for n in [1, 0, 4095, INFLATE_CHUNK + 3, 10, len(raw)]:
+        n = min(n, len(raw) - at)
+        out = bytearray(n)
+        inflater.readinto(memoryview(out))
+        pieces.append(bytes(out))
+        at += n
+    assert b"".join(pieces) == raw
+    with pytest.raises(CorruptTractogramError, match="1 bytes short"):
+        inflater.readinto(memoryview(bytearray(1)))
 
 
 def test_reading_rows_of_a_truncated_stored_member():

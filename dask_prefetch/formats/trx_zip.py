@@ -5,7 +5,7 @@ from any seekable binary file object; a member's data starts after its *local* h
 name and extra fields may differ in length from the central directory's, so that header's 30
 fixed bytes are read too (:func:`data_start`). A stored member is then a plain byte range of the
 zip; a deflated one is inflated from its compressed bytes with bounded memory
-(:func:`inflate_into`).
+(:class:`Inflater`), in pieces of any size.
 """
 
 from __future__ import annotations
@@ -115,36 +115,6 @@ def data_start(local_header: bytes, entry: ZipEntry, name: str) -> int:
         )
     name_length, extra_length = _NAME_AND_EXTRA.unpack_from(local_header, 26)
     return entry.header_offset + LOCAL_HEADER_SIZE + name_length + extra_length
-
-
-def inflate_into(fileobj: BinaryIO, compressed: int, skip: int, out: memoryview, name: str, at: int) -> None:
-    """Fill ``out`` with a deflated member's bytes from byte ``skip`` of it on, inflating on the fly.
-
-    Parameters
-    ----------
-    fileobj
-        Positioned at the member's compressed data; at most ``compressed`` bytes are read.
-    compressed
-        The member's compressed size.
-    skip
-        Inflated bytes before those wanted (inflated and dropped: deflate has no random access).
-    out
-        Filled completely.
-    name, at
-        The zip and where the member's data starts, for error messages.
-
-    Notes
-    -----
-    See :class:`Inflater`, which this is one use of.
-
-    Raises
-    ------
-    CorruptTractogramError
-        If the stream is corrupt or ends before ``skip + len(out)`` bytes.
-    """
-    inflater = Inflater(fileobj, compressed, name, at)
-    inflater.skip(skip)
-    inflater.readinto(out)
 
 
 class Inflater:
