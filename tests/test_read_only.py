@@ -12,6 +12,7 @@ import time
 import urllib.request
 
 import dask.config
+import fsspec
 import pytest
 import s3fs
 from conftest import BUCKET, put_shards
@@ -42,10 +43,13 @@ def methods_outside_the_allow_list(obj) -> list[str]:
     return names
 
 
-@pytest.mark.parametrize("layer", ["S3PrefetchFileSystem", "the s3fs it holds"])
-def test_every_method_outside_the_allow_list_refuses_and_the_store_is_unchanged(fs, raw_fs, layer):
-    """On the filesystem and on the s3fs it reads through (``fs.fs``): reaching through cannot write either."""
-    target = fs if layer == "S3PrefetchFileSystem" else fs.fs
+@pytest.mark.parametrize("layer", ["S3PrefetchFileSystem", "the s3fs it holds", "prefetch::s3's s3fs"])
+def test_every_method_outside_the_allow_list_refuses_and_the_store_is_unchanged(fs, raw_fs, storage_options, layer):
+    """On the filesystem and on the s3fs it reads through (``fs.fs``, also the one a chained URL makes):
+    reaching through cannot write either."""
+    chained = fsspec.filesystem("prefetch", target_protocol="s3", target_options=storage_options,
+                                skip_instance_cache=True)  # fmt: skip
+    target = {"S3PrefetchFileSystem": fs, "the s3fs it holds": fs.fs, "prefetch::s3's s3fs": chained.fs}[layer]
     (path,) = put_shards(raw_fs, [1000])
     upload = raw_fs.call_s3("create_multipart_upload", Bucket=BUCKET, Key="pending")  # another writer's
     before = snapshot(raw_fs)

@@ -25,7 +25,7 @@ from fsspec.implementations.chained import ChainedFileSystem
 from fsspec.spec import AbstractFileSystem
 
 from .. import checks, config
-from .s3target import s3_client_defaults
+from .s3target import ReadOnlyS3FileSystem, s3_client_defaults
 from .opening import PrefetchOpening
 from .readonly import READING_METHODS, allow_only_reading
 from ..sources import RangeSource, source_for
@@ -50,7 +50,9 @@ class PrefetchFileSystem(PrefetchOpening, ChainedFileSystem):
     target_protocol, target_options
         Instead of ``fs``: the protocol and constructor options of the filesystem to make (what
         chained URLs such as ``prefetch::s3://...`` pass). An S3 target gets this package's client
-        defaults (64 connections, timeouts following ``dask-prefetch.stall-timeout``).
+        defaults (64 connections, timeouts following ``dask-prefetch.stall-timeout``) and is a
+        :class:`~dask_prefetch.fs.s3target.ReadOnlyS3FileSystem`: ``.fs`` refuses to write as well.
+        A filesystem passed as ``fs`` is the caller's own and is used as it is.
     fo
         The path of a chained URL (fsspec passes it; not used).
     block_size, prefetch_storage, concurrency, part_size, read_timeout
@@ -102,9 +104,13 @@ class PrefetchFileSystem(PrefetchOpening, ChainedFileSystem):
             raise ValueError("PrefetchFileSystem needs exactly one of fs= and target_protocol=")
         if fs is None:
             options = dict(target_options or {})
-            if issubclass(get_filesystem_class(target_protocol), s3fs.S3FileSystem):
+            target = get_filesystem_class(target_protocol)
+            if issubclass(target, s3fs.S3FileSystem):
                 options = s3_client_defaults(options)
-            fs = filesystem(target_protocol, **options)
+            if target is s3fs.S3FileSystem:  # made here, so it only reads too (as S3PrefetchFileSystem's does)
+                fs = ReadOnlyS3FileSystem(**options)
+            else:
+                fs = filesystem(target_protocol, **options)
         if isinstance(fs, PrefetchFileSystem):
             raise ValueError("PrefetchFileSystem over a PrefetchFileSystem: prefetch once")
         self.fs = fs
