@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import io
 import os
+import tracemalloc
 import zlib
 
 import nibabel as nib
@@ -15,7 +16,14 @@ from nibabel.testing import data_path
 
 from dask_prefetch import read_tractogram
 from dask_prefetch.formats import CorruptTractogramError, open_reader
-from dask_prefetch.formats.compression import GunzipStream, decompressed, gunzip_prefix, is_gzip
+from dask_prefetch.formats.compression import (
+    MAX_RATIO,
+    GunzipStream,
+    decompressed,
+    gunzip_prefix,
+    inflated_size_hint,
+    is_gzip,
+)
 
 FILES = ["standard.trk", "complex.trk", "complex_big_endian.trk", "standard.tck", "simple_big_endian.tck"]
 
@@ -131,3 +139,42 @@ def test_damage_past_the_header_raises_in_the_task_and_never_gives_other_points(
                          block_size="256 KiB")
     with pytest.raises(CorruptTractogramError, match=r"big.trk.gz.*(gzip|truncated)"):
         tg.points.compute()
+
+
+def test_the_decompressed_size_hint_comes_from_the_trailer_and_is_capped():
+    body = b"x" * 100_000
+    packed = gzip.compress(body)
+    assert inflated_size_hint(packed[-4:], len(packed)) == len(body)
+    assert inflated_size_hint(packed[-4:] + b"", 10) == 10 * MAX_RATIO  # a trailer claiming more than can inflate
+    assert inflated_size_hint(b"\x01", 1) == 0
+    two = gzip.compress(body) + gzip.compress(b"y" * 10)  # two members: the last one's length, a lower bound
+    assert inflated_size_hint(two[-4:], len(two)) == 10
+
+
+@pytest.mark.parametrize("store", ["local", "s3"])
+def test_a_compressed_file_read_into_one_array_is_sized_from_its_trailer(tmp_path, raw_fs, storage_options, tiers,
+                                                                         store):
+    """Parsed into one array, a .trk.gz's points are allocated once, at about their size, not guessed (64 MiB)
+    and doubled: the graph build reads each compressed file's last 4 bytes."""
+    from dask_prefetch.testing.tractograms import synthetic_streamlines, trk_bytes
+
+    raw = trk_bytes(synthetic_streamlines(15000, 4))  # ~20 MB of records
+    if store == "local":
+        (tmp_path / "t.trk.gz").write_bytes(gzip.compress(raw, compresslevel=1))
+        tg = read_tractogram(str(tmp_path / "t.trk.gz"))
+    else:
+        raw_fs.pipe(f"{BUCKET}/t.trk.gz", gzip.compress(raw, compresslevel=1))
+        tg = read_tractogram(f"s3://{BUCKET}/t.trk.gz", storage_options=storage_options, prefetch_storage=tiers(8),
+                             block_size="1 MiB")
+    ((name, hint),) = tg.partitions[0].inflated
+    assert hint == len(raw) and name.endswith("t.trk.gz")
+    tg.to_chunks().compute(scheduler="sync")  # once before: kernels loaded, imports made
+    tracemalloc.start()
+    try:
+        (chunk,) = tg.to_chunks().compute(scheduler="sync")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    want = nib.streamlines.load(io.BytesIO(raw)).streamlines
+    np.testing.assert_array_equal(chunk.points, want.get_data())
+    assert peak < 2 * len(raw) < 64 * 2**20, (peak, len(raw))

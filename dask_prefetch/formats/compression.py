@@ -42,6 +42,23 @@ def gunzip_prefix(data: bytes, n: int, name: str = "<file>") -> bytes:
         raise CorruptTractogramError(name, 0, f"gzip-compressed, but does not inflate: {e}") from None
 
 
+#: The largest ratio of inflated to compressed bytes deflate can reach (about 1032:1).
+MAX_RATIO = 1032
+
+
+def inflated_size_hint(trailer: bytes, compressed: int) -> int:
+    """A lower bound of a gzip file's inflated size from its last 4 bytes (``ISIZE``), to size buffers.
+
+    ``ISIZE`` is the last member's inflated length modulo 2**32: the whole file's for a single
+    member under 4 GiB, less than it otherwise, so never more than the file holds, unless the
+    trailer is damaged; the value is then capped at what ``compressed`` bytes can inflate to.
+    A damaged trailer is caught by the gzip reader's own length check, not here.
+    """
+    if len(trailer) < 4:
+        return 0
+    return min(int.from_bytes(trailer[-4:], "little"), MAX_RATIO * compressed)
+
+
 class GunzipStream(io.RawIOBase):
     """The decompressed bytes of a gzip-compressed binary file object, read sequentially.
 
@@ -51,6 +68,9 @@ class GunzipStream(io.RawIOBase):
         The compressed bytes, positioned at the gzip header. Not closed by :meth:`close`.
     name
         Named in errors.
+    size_hint
+        The decompressed size if known in advance (:func:`inflated_size_hint`), or None: readers
+        may size their buffers from :attr:`size_hint`, which is never checked against the bytes.
 
     Notes
     -----
@@ -59,9 +79,10 @@ class GunzipStream(io.RawIOBase):
     unknown until it is read.
     """
 
-    def __init__(self, fileobj: BinaryIO, name: str = "<file>") -> None:
+    def __init__(self, fileobj: BinaryIO, name: str = "<file>", size_hint: int | None = None) -> None:
         super().__init__()
         self.name = name
+        self.size_hint = size_hint
         self._gzip = gzip.GzipFile(fileobj=fileobj, mode="rb")
 
     def readable(self) -> bool:
@@ -103,18 +124,20 @@ class GunzipStream(io.RawIOBase):
         return CorruptTractogramError(self.name, where, f"damaged gzip stream (near decompressed byte {where}): {error}")
 
 
-def decompressed(fileobj: BinaryIO, name: str = "<file>", buffer_size: int = 2**20) -> BinaryIO:
+def decompressed(
+    fileobj: BinaryIO, name: str = "<file>", buffer_size: int = 2**20, size_hint: int | None = None
+) -> BinaryIO:
     """``fileobj`` itself, or a :class:`GunzipStream` over it when its next bytes are gzip's.
 
     The compressed side is read through a buffer of ``buffer_size`` bytes (gzip alone would read
-    it 8 KiB at a time).
+    it 8 KiB at a time); ``size_hint`` is the stream's (see :class:`GunzipStream`).
     """
     start = fileobj.tell()
     magic = fileobj.read(2)
     fileobj.seek(start)
     if not is_gzip(magic):
         return fileobj
-    return GunzipStream(io.BufferedReader(_Unclosed(fileobj), buffer_size), name)  # type: ignore[arg-type]
+    return GunzipStream(io.BufferedReader(_Unclosed(fileobj), buffer_size), name, size_hint)  # type: ignore[arg-type]
 
 
 class _Unclosed(io.RawIOBase):

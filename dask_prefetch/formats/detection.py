@@ -39,14 +39,15 @@ def detect_format(prefix: bytes, name: str = "<file>") -> str:
     raise CorruptTractogramError(name, 0, f"neither a TRK nor a TCK file, nor a TRX zip (starts with {bytes(prefix[:13])!r})")
 
 
-def open_reader(fileobj: BinaryIO, name: str = "<file>", **kwargs: object) -> Reader:
+def open_reader(fileobj: BinaryIO, name: str = "<file>", size_hint: int | None = None, **kwargs: object) -> Reader:
     """Detect the format at the file object's position and return its reader (header parsed).
 
     ``kwargs`` go to :class:`~.trk.TrkReader` or :class:`~.tck.TckReader`. The file object must
     be seekable (it is rewound to where it was before parsing the header). A gzip-compressed file
-    is read through a :class:`~.compression.GunzipStream`, whatever its name.
+    is read through a :class:`~.compression.GunzipStream`, whatever its name; ``size_hint``: its
+    decompressed size if known (see :func:`~.compression.inflated_size_hint`), to size buffers.
     """
-    fileobj = decompressed(fileobj, name)
+    fileobj = decompressed(fileobj, name, size_hint=size_hint)
     start = fileobj.tell()
     fmt = detect_format(read_full(fileobj, 13), name)
     fileobj.seek(start)

@@ -300,7 +300,8 @@ class TrkReader:
 
 
 def _remaining_bytes(fileobj: BinaryIO, stop: int | None) -> int:
-    """Bytes left to read in ``fileobj`` (at most ``stop``) if it can seek; else a guess of 64 MiB."""
+    """Bytes left to read in ``fileobj`` (at most ``stop``) if it can seek, or from its ``size_hint``
+    (a gzip stream whose size was read from its trailer); else a guess of 64 MiB."""
     if stop is not None:
         return stop
     try:
@@ -309,7 +310,8 @@ def _remaining_bytes(fileobj: BinaryIO, stop: int | None) -> int:
         fileobj.seek(here)
         return max(0, end - here)
     except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is both
-        return 64 * 2**20
+        hint = getattr(fileobj, "size_hint", None)
+        return max(0, hint - fileobj.tell()) if hint else 64 * 2**20
 
 
 _NATIVE = "<" if np.little_endian else ">"

@@ -59,6 +59,8 @@ class Partition:
     shard_heads: str = ""
     last: bool = True  # "trk-range": the range ends at the end of the file (else at a cut)
     trx: tuple[Any, ...] = ()  # "trx": the TrxSegments it reads
+    # "files": (path, decompressed size hint) of its gzip-compressed files, from their trailers (to size buffers)
+    inflated: tuple[tuple[str, int], ...] = ()
 
     def first_stream(self) -> tuple[tuple[str, ...], int, int, list[dict] | None, int | None]:
         """``(paths, header_bytes, offset, pinned, end)`` of the first stream the task opens.
@@ -238,7 +240,7 @@ def iter_partition(
     elif part.kind == "files":
         for path in part.paths:
             with opener.open([path], pinned=part.pinned([path])) as f:
-                reader = open_reader(f, path, chunk_bytes=chunk_bytes)
+                reader = open_reader(f, path, size_hint=dict(part.inflated).get(path), chunk_bytes=chunk_bytes)
                 if whole and isinstance(reader, TrkReader):  # straight into one array: no chunks to join
                     yield reader.read_all()
                 else:

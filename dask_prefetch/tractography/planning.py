@@ -25,7 +25,15 @@ from ..formats.compression import gunzip_prefix, is_gzip
 from ..formats.tck import MAGIC as TCK_MAGIC
 from ..formats.trk import HEADER_SIZE, parse_trk_header, same_records
 
-__all__ = ["MixedDataWarning", "Plan", "contiguous_groups", "file_partitions", "plan_layout", "sharded_partitions"]
+__all__ = [
+    "MixedDataWarning",
+    "Plan",
+    "contiguous_groups",
+    "file_partitions",
+    "plan_layout",
+    "read_ranges",
+    "sharded_partitions",
+]
 
 
 class MixedDataWarning(UserWarning):
@@ -39,7 +47,8 @@ class Plan:
     named data (files), the n_count each shard's own header claims (shards detected by them),
     ``first_head``: the first bytes (at most 1000) of the object read first, when the plan read them,
     and ``shard_heads``: what the tasks check of the shards' first bytes when the plan read only a
-    sample of them (``"trk"`` or ``"bare"``, see ``shard_heads.py``; "" when it read them all)."""
+    sample of them (``"trk"`` or ``"bare"``, see ``shard_heads.py``; "" when it read them all), and
+    ``packed``: the objects found gzip-compressed by their first bytes (indices, as ``order``)."""
 
     kind: str
     order: list[int]
@@ -48,6 +57,7 @@ class Plan:
     shard_counts: tuple[int, ...] = ()
     first_head: bytes | None = None
     shard_heads: str = ""
+    packed: tuple[int, ...] = ()
 
 
 def plan_layout(
@@ -154,7 +164,8 @@ def _plan_from_heads(
     for path, k, head in zip(paths, kinds, heads):
         if k is None:
             detect_format(head, path)  # raises, naming the object
-    return Plan("files", natural, data=tuple(k.data_fields() if _is_header(k) else ((), ()) for k in kinds))
+    data = tuple(k.data_fields() if _is_header(k) else ((), ()) for k in kinds)
+    return Plan("files", natural, data=data, packed=tuple(packed))
 
 
 def _stated_sharded(paths: list[str], sizes: list[int], kinds: list[Any], one_glob: bool) -> Plan:
@@ -256,25 +267,30 @@ def _is_header(kind: Any) -> bool:
     return isinstance(kind, TractogramHeader)
 
 
-async def _cat_heads(fs: Any, paths: list[str], ends: list[int], infos: list[dict]) -> list[bytes]:
-    async def head(path: str, end: int, info: dict) -> bytes:
+async def _cat_ranges(fs: Any, paths: list[str], ranges: list[tuple[int, int]], infos: list[dict]) -> list[bytes]:
+    async def cat(path: str, start: int, end: int, info: dict) -> bytes:
         version = info.get("VersionId")
         kwargs = {"version_id": version} if version and isinstance(fs, (S3FileSystem, S3PrefetchFileSystem)) else {}
-        return await fs._cat_file(path, start=0, end=end, **kwargs) if end else b""
+        return await fs._cat_file(path, start=start, end=end, **kwargs) if end > start else b""
 
-    return await _run_coros_in_chunks([head(p, e, i) for p, e, i in zip(paths, ends, infos)], batch_size=64)
+    coros = [cat(p, a, b, i) for p, (a, b), i in zip(paths, ranges, infos)]
+    return await _run_coros_in_chunks(coros, batch_size=64)
+
+
+def read_ranges(fs: Any, paths: list[str], ranges: list[tuple[int, int]], infos: list[dict]) -> list[bytes]:
+    """Bytes ``[start, end)`` of every object (the versions ``infos`` name): concurrent ranged GETs on async stores."""
+    if getattr(fs, "async_impl", False):
+        found = sync(fs.loop, _cat_ranges, fs, paths, ranges, infos)
+        for piece in found:
+            if isinstance(piece, BaseException):
+                raise piece
+        return found
+    return [fs.cat_file(p, start=a, end=b) if b > a else b"" for p, (a, b) in zip(paths, ranges)]
 
 
 def _heads(fs: Any, paths: list[str], sizes: list[int], infos: list[dict]) -> list[bytes]:
-    """The first 1000 bytes (fewer if smaller) of every object: concurrent ranged GETs on async stores."""
-    ends = [min(size, HEADER_SIZE) for size in sizes]
-    if getattr(fs, "async_impl", False):
-        heads = sync(fs.loop, _cat_heads, fs, paths, ends, infos)
-        for head in heads:
-            if isinstance(head, BaseException):
-                raise head
-        return heads
-    return [fs.cat_file(p, start=0, end=e) if e else b"" for p, e in zip(paths, ends)]
+    """The first 1000 bytes (fewer if smaller) of every object."""
+    return read_ranges(fs, paths, [(0, min(size, HEADER_SIZE)) for size in sizes], infos)
 
 
 def sharded_partitions(

@@ -44,9 +44,15 @@ from ..fs.prefetch import PrefetchFileSystem
 from .partitions import Opener, Partition, iter_partition, read_partition
 from . import export
 from .splitting import trk_cuts
-from .planning import MixedDataWarning, file_partitions, plan_layout, sharded_partitions  # noqa: F401 (re-exported)
+from .planning import (  # noqa: F401 (MixedDataWarning re-exported)
+    MixedDataWarning,
+    file_partitions,
+    plan_layout,
+    read_ranges,
+    sharded_partitions,
+)
 from ..formats import CorruptTractogramError, StreamlineChunk, TractogramHeader, detect_format
-from ..formats.compression import gunzip_prefix, is_gzip
+from ..formats.compression import gunzip_prefix, inflated_size_hint, is_gzip
 from ..formats.tck import MAGIC as TCK_MAGIC
 from ..formats.tck import MAX_HEADER, read_tck_header, tck_byte_ranges
 from ..formats.trk import parse_trk_header
@@ -567,11 +573,14 @@ def read_tractogram(
     sizes = [int(info["size"]) for info in infos]
     plan = plan_layout(fs, expanded, sizes, infos, layout, header_bytes, one_glob=len(path_list) == 1)
     order = plan.order
+    packed_names = {expanded[i] for i in plan.packed}
     expanded, sizes, infos = [expanded[i] for i in order], [sizes[i] for i in order], [infos[i] for i in order]
     whole = plan.first_head is not None and len(plan.first_head) == sizes[0]  # e.g. the global header
     probe, packed = _probe(fs, expanded[0], sizes[0], plan.first_head if whole else None)
     fmt = detect_format(probe, expanded[0])
     size = None if packed else sizes[0]  # of a compressed file: unknown until it is read
+    if packed:
+        packed_names.add(expanded[0])
     if fmt == "trx":  # a zip by its magic, whatever its name
         if packed:
             raise CorruptTractogramError(expanded[0], 0, "a gzip-compressed zip: a TRX is read as the zip itself")
@@ -598,6 +607,8 @@ def read_tractogram(
             ]
         else:
             parts = [Partition("files", (expanded[0],), nbytes=sizes[0])]
+    if packed_names:  # their decompressed sizes, from their trailers: a one-chunk read is sized right
+        parts = _with_inflated_sizes(fs, parts, packed_names, expanded, sizes, infos)
     if opener.fs is not None:  # tasks open the very versions seen now, without a HEAD each
         version = opener.fs.source.version  # (S3: ETag and VersionId; other stores: their version token)
         pin_of = {path: (path, int(i["size"]), *version(i)) for path, i in zip(expanded, infos)}
@@ -606,6 +617,25 @@ def read_tractogram(
     seen = [(info.get("name"), info.get("size"), info.get("ETag") or info.get("mtime")) for info in infos]
     identity = (fs.protocol, storage_options, seen)
     return Tractogram(header, parts, opener, chunk_bytes, identity)
+
+
+def _with_inflated_sizes(
+    fs: Any, parts: list[Partition], packed: set[str], paths: list[str], sizes: list[int], infos: list[dict]
+) -> list[Partition]:
+    """``parts`` with a decompressed size hint for each gzip-compressed file they read (a 4-byte GET each).
+
+    Without one, a reader that parses a compressed file into one array must guess its size and
+    grow the array (up to twice the points, three times while copying).
+    """
+    wanted = [i for i, p in enumerate(paths) if p in packed]
+    trailers = read_ranges(
+        fs, [paths[i] for i in wanted], [(max(0, sizes[i] - 4), sizes[i]) for i in wanted], [infos[i] for i in wanted]
+    )
+    hint = {paths[i]: inflated_size_hint(t, sizes[i]) for i, t in zip(wanted, trailers)}
+    return [
+        replace(p, inflated=tuple((x, hint[x]) for x in p.paths if x in hint)) if p.kind == "files" else p
+        for p in parts
+    ]
 
 
 def _trx_tractogram(
