@@ -20,6 +20,8 @@ from ..sizing import BOTTLENECKS, GiB, MiB, Plan, PlanInputs, Recommendation, pr
 #: A first object this small in front of others is a global header (e.g. TRK's 1000 bytes), not a shard.
 GLOBAL_HEADER_MAX = 64 * 1024
 PROBE_BYTES = 8 * MiB
+#: Bytes of each latency GET: small, but not one (s3rver answers ``Range: bytes=0-0`` with the whole object).
+LATENCY_BYTES = 1024
 
 
 class Concurrency(click.ParamType):
@@ -111,7 +113,7 @@ def list_objects(paths: Sequence[str], storage_options: dict | None) -> Listing:
 def probe(fs: Any, path: str, gets: int = 3, nbytes: int = PROBE_BYTES) -> Probe:
     """Time ranged GETs of ``path`` through the package's range source for ``fs``.
 
-    One GET first, untimed (it makes the client); then ``gets`` GETs of one byte, whose time to the
+    One GET first, untimed (it makes the client); then ``gets`` GETs of :data:`LATENCY_BYTES`, whose time to the
     answer is the first-byte latency (their median); then one GET of up to ``nbytes``, whose bytes
     over the time from its answer to its last byte are one connection's bandwidth.
     """
@@ -124,6 +126,7 @@ def probe(fs: Any, path: str, gets: int = 3, nbytes: int = PROBE_BYTES) -> Probe
     etag, version_id = source.version(info)
     shard = ObjectVersion(path, int(info["size"]), etag, version_id)
     stop = max(1, min(shard.size, nbytes))
+    small = max(1, min(shard.size, LATENCY_BYTES))
 
     async def one(start: int, end: int) -> tuple[float, float, int]:
         began = time.perf_counter()
@@ -141,8 +144,8 @@ def probe(fs: Any, path: str, gets: int = 3, nbytes: int = PROBE_BYTES) -> Probe
         return answered - began, time.perf_counter() - answered, got
 
     async def run() -> Probe:
-        await one(0, 1)  # the client is made here
-        firsts = [(await one(0, 1))[0] for _ in range(gets)]
+        await one(0, small)  # the client is made here
+        firsts = [(await one(0, small))[0] for _ in range(gets)]
         first, rest, got = await one(0, stop)
         latency = statistics.median(firsts)
         bandwidth = got / rest if rest > 0 else math.inf
