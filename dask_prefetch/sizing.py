@@ -28,17 +28,21 @@ connection's bandwidth), so a connection doing GETs back to back moves
 * parts: a partition of 8 MiB read in 8 MiB parts is one GET, whatever the concurrency.
 
 ``x`` bytes in ``n`` parts, ``k`` at a time, take ``n / k`` waves of ``L + x / n / b`` seconds,
-and never less than ``x / link`` (:meth:`Plan.stream_seconds`).
+never less than the longest GET (``L + P / b``, or a whole shard shorter than a part: a 5.7 MiB
+shard in 4 MiB parts ends with its 4 MiB GET, not at the mean), and never less than ``x / link``
+(:func:`stream_seconds`).
 
 *One worker* shares one link, ``link = min(NIC / workers per node, pool * r)`` (the connection
 pool caps the GETs of all its streams). Its ``T`` threads each run tasks one after the other; a
 task reads its partition of ``S`` bytes (parsing as bytes arrive: ``S * parse``), then computes on
 it (``S * compute``):
 
-* read phase ``= max(wait + stream_seconds(S - H), S * parse)``, where ``H`` is the head
+* read phase ``= max(wait + stream_seconds(S - H), S * parse)`` (``S * (parse + compute)`` when
+  the compute is streamed: it runs on the bytes as they arrive, and nothing is left after), where ``H`` is the head
   prefetched before the task started (cross-task prefetch, with both plugins: up to
-  ``next-task-bytes`` of each of the next queued partitions, at least one block, heads of about
-  half the worker's budget in all, ``a`` per thread). The ``a`` heads of a thread arrive side by
+  ``next-task-bytes`` of each of the next queued partitions, at least one block; as the worker's
+  ``NextTaskPrefetcher``, as many partitions as it takes for their heads to add up to
+  ``next-task-bytes`` per thread, at most half the budget and 4 partitions per thread: ``a`` per thread). The ``a`` heads of a thread arrive side by
   side while its tasks run, so each cycle must cover ``fetch(H) / a`` with its CPU time:
   ``wait = max(0, fetch(H) / a - S * (compute + parse))``;
 * cycle ``t = read phase + S * compute + task overhead``;
@@ -56,8 +60,9 @@ A worker then takes the longer of its two paths:
   and the last partition computes after its last byte).
 
 The job: ``graph build + the busiest worker's time``, where the graph build is one listing
-(``ceil(shards / 1000)`` requests of ``L``), the global header (``L``) and ``graph_s_per_shard``
-for each shard. Partitions are balanced by count (``ceil(partitions / workers)`` for the busiest
+(``ceil(shards / 1000)`` requests of ``L``), the global header (``L``), ``graph_s_per_shard``
+for each shard and ``job_overhead_s`` (the store client made, the graph submitted, the results
+gathered). Partitions are balanced by count (``ceil(partitions / workers)`` for the busiest
 worker) and the model uses the mean partition size.
 
 Breakdown (:class:`Plan`): ``compute`` (parse included) and ``overhead`` are the mean thread's
@@ -65,6 +70,30 @@ share, ``transfer`` the waits for bytes beyond them (or the link's time beyond t
 the bound), ``start_stall`` what the first tasks wait more than the later ones, ``tail`` the busiest
 thread's last round past the mean (or the last compute after the link ends), ``graph`` the build:
 they add up to ``wall_s``.
+
+Where the constants come from
+-----------------------------
+The defaults of :class:`PlanInputs` that are not settings were measured, not fitted: by
+``benchmarks/bench_plan.py`` (2 cores shared with other work, load ~1.3-4; each constant timed
+apart from the jobs it is used to predict) unless said otherwise. The validation is in
+benchmarks/RESULTS.md (2026-12-03: 10 configurations, predicted against measured).
+
+* ``parse_s_per_mib = 0.0011``: the TRK parser over the shards in memory, CPU seconds per MiB
+  (0.58-0.6 ms), plus a block's round trip through a tier file on /dev/shm, written and read back
+  1 MiB at a time (0.45-0.5 ms). Raw bytes (no parser): the round trip alone, ~0.0005.
+* ``task_overhead_s = 0.007``: 40 no-op tasks of a bag on a fresh ``LocalCluster``, one thread a
+  worker: 6.2 ms a task (1 worker) to 8.9-9.9 ms (2 workers on 2 cores).
+* ``job_overhead_s = 0.1``: a graph build on one shard, less its two latencies and one shard's
+  cost (the S3 client made: 20-50 ms), plus a one-task no-op job's submission and gathering on the
+  cluster (~50 ms): 95-153 ms in all for the cluster jobs; 0-40 ms for one stream (no cluster).
+* ``graph_s_per_shard = 0.002``: the slope of the build's time with the shards. bench_graph.py,
+  layout inferred, on s3rver: 1.056 s for 464 shards (2.3 ms a shard, listing included), 1.2 ms a
+  shard from 464 to 1856; bench_plan's builds of 8 and 16 shards over the WAN give 0-5 ms (too few
+  shards to separate well from the fixed part).
+* ``pool_connections = 64``, ``start_concurrency = 16``, ``max_concurrency = 64``: the engine's settings.
+* Latency, bandwidth and ``nic_bps`` are the job's own: ``dask-prefetch plan`` probes the first two;
+  bench_plan takes the node's link to be what the box moves with 32 GETs in flight (its cores, not
+  the WAN, set that rate on a 2-core box).
 """
 
 from __future__ import annotations
@@ -117,8 +146,12 @@ class PlanInputs:
         Dask workers, threads per worker, workers sharing one node's NIC.
     compute_s_per_mib
         The user's function, thread-seconds per MiB of the partition (0: I/O only).
+    compute_streamed
+        The function runs on the bytes as they arrive (``map_chunks(f, per="chunk")``, or a reader
+        computing after each read), overlapping the partition's transfer as parsing does; False:
+        once per partition, after its last byte (``per="partition"``).
     parse_s_per_mib
-        Parsing (and the tier round trip), thread-seconds per MiB (TRK kernels: ~0.002 on a busy core).
+        Parsing (and the tier round trip), thread-seconds per MiB (TRK kernels and tier: ~0.0011).
     tier_bytes
         Tier budget of each worker (the plugins' one budget; without them, of each open file).
     block_bytes, part_bytes
@@ -139,6 +172,10 @@ class PlanInputs:
         Graph-build seconds per shard beyond the listing.
     task_overhead_s
         Per-partition overhead beyond its GETs (scheduling, opening the stream).
+    job_overhead_s
+        Fixed seconds of a job beyond the listing's latencies and ``graph_s_per_shard``: the store
+        client made for the build, the graph's submission until the first task starts, and the
+        results gathered after the last one.
     plugins
         Both plugins registered (one tier budget per worker, cross-task prefetch); False: each
         task's file has its own budget and nothing is prefetched before a task starts.
@@ -159,7 +196,8 @@ class PlanInputs:
     threads: int = 1
     workers_per_node: int = 1
     compute_s_per_mib: float = 0.0
-    parse_s_per_mib: float = 0.002
+    compute_streamed: bool = False
+    parse_s_per_mib: float = 0.0011
     tier_bytes: int = GiB
     block_bytes: int = 32 * MiB
     part_bytes: int = 8 * MiB
@@ -169,8 +207,9 @@ class PlanInputs:
     next_task_bytes: int = 64 * MiB
     pool_connections: int = 64
     npartitions: int | None = None
-    graph_s_per_shard: float = 0.003
-    task_overhead_s: float = 0.005
+    graph_s_per_shard: float = 0.002
+    task_overhead_s: float = 0.007
+    job_overhead_s: float = 0.1
     plugins: bool = True
 
     def __post_init__(self) -> None:
@@ -187,15 +226,19 @@ class PlanInputs:
             if not _is_int(getattr(self, name)) or getattr(self, name) < 1:
                 raise ValueError(f"{name} must be an int >= 1, got {getattr(self, name)!r}")
         for name in ("latency_s", "bandwidth_bps", "nic_bps", "compute_s_per_mib", "parse_s_per_mib",
-                     "graph_s_per_shard", "task_overhead_s", "next_task_bytes"):  # fmt: skip
+                     "graph_s_per_shard", "task_overhead_s", "job_overhead_s", "next_task_bytes"):  # fmt: skip
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not value >= 0:
                 raise ValueError(f"{name} must be a number >= 0, got {value!r}")
-        for name in ("latency_s", "compute_s_per_mib", "parse_s_per_mib", "graph_s_per_shard", "task_overhead_s"):
+        for name in ("latency_s", "compute_s_per_mib", "parse_s_per_mib", "graph_s_per_shard", "task_overhead_s",
+                     "job_overhead_s"):  # fmt: skip
             if math.isinf(getattr(self, name)):
                 raise ValueError(f"{name} must be finite, got {getattr(self, name)!r}")
         if not self.bandwidth_bps > 0 or not self.nic_bps > 0:
             raise ValueError("bandwidth_bps and nic_bps must be > 0")
+        for name in ("compute_streamed", "plugins"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be a bool, got {getattr(self, name)!r}")
         if self.concurrency != "auto" and (not _is_int(self.concurrency) or self.concurrency < 1):
             raise ValueError(f"concurrency must be 'auto' or an int >= 1, got {self.concurrency!r}")
         if self.start_concurrency > self.max_concurrency:
@@ -322,18 +365,24 @@ def _parts(length: int, block: int, part: int) -> int:
     return full * math.ceil(block / part) + math.ceil(rest / part)
 
 
-def stream_seconds(x: float, parts: float, k: int, latency_s: float, bandwidth_bps: float, cap_bps: float) -> float:
+def stream_seconds(
+    x: float, parts: float, k: int, latency_s: float, bandwidth_bps: float, cap_bps: float, longest: float = 0.0
+) -> float:
     """Seconds for ``x`` bytes in ``parts`` GETs, ``k`` at a time, at most ``cap_bps`` in all.
 
     ``max(parts / k', 1) * (L + x / parts / b)`` with ``k' = min(k, parts)``: waves of GETs in flight,
-    each a latency plus one part's transfer; never less than ``x / cap_bps``.
+    each a latency plus one part's transfer; never less than its longest GET, ``L + longest / b``
+    (parts of ``longest`` bytes and a short last one end with the long ones, not at the mean), nor
+    than ``x / cap_bps``.
     """
     if x <= 0:
         return 0.0
     parts = max(parts, 1.0)
     waves = max(parts / max(1, min(k, math.ceil(parts))), 1.0)
-    transfer = 0.0 if math.isinf(bandwidth_bps) else x / parts / bandwidth_bps
-    return max(waves * (latency_s + transfer), 0.0 if math.isinf(cap_bps) else x / cap_bps)
+    inf = math.isinf(bandwidth_bps)
+    transfer = 0.0 if inf else x / parts / bandwidth_bps
+    one_get = latency_s + (0.0 if inf else min(longest, x) / bandwidth_bps)
+    return max(waves * (latency_s + transfer), one_get, 0.0 if math.isinf(cap_bps) else x / cap_bps)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -371,6 +420,7 @@ def predict(inputs: PlanInputs) -> Plan:
     S = data / npart  # bytes of a partition
     parts = gets / npart  # GETs of a partition
     mean_part = data / gets if gets else part
+    longest = min(part, max(lengths))  # the longest GET: a full part, or a whole shard shorter than one
     r = get_rate(L, b, mean_part)  # one connection, GETs back to back
     get_s = L + (0.0 if math.isinf(b) else mean_part / b)  # one GET's duration
 
@@ -387,7 +437,9 @@ def predict(inputs: PlanInputs) -> Plan:
     readers = min(T, i.tier_bytes // held_block) if i.plugins else T
     if i.plugins and i.next_task_bytes > 0 and S > 0 and readers == T:
         head = min(i.next_task_bytes, S)
-        wanted = min(head * T, i.tier_bytes // 2)
+        # As the worker's NextTaskPrefetcher: the next partitions in its queue, until their heads add up
+        # to next-task-bytes per thread (half the budget at most), at most 4 per thread.
+        wanted = min(i.next_task_bytes * T, i.tier_bytes // 2)
         n_heads = min(4 * T, max(1, math.ceil(wanted / head)))
         head_cap = n_heads * head
     share = (i.tier_bytes - head_cap) / T if i.plugins else i.tier_bytes
@@ -415,45 +467,55 @@ def predict(inputs: PlanInputs) -> Plan:
     # Heads: the next partitions' first bytes, fetched while this thread's previous tasks run.
     compute_task = S / MiB * i.compute_s_per_mib
     parse_task = S / MiB * i.parse_s_per_mib
-    hold = head_bytes = head_wait = 0.0
+    # CPU time overlapping a task's transfer (parsing, and a streamed compute), and after its last byte.
+    cpu_in_read = parse_task + (compute_task if i.compute_streamed else 0.0)
+    compute_after = 0.0 if i.compute_streamed else compute_task
+    hold = head_bytes = head_wait = head_cycle = 0.0
     if n_heads:
         hold = min(S, max(block, math.floor(i.next_task_bytes / block) * block))  # at least one block
         ahead = max(1.0, n_heads / T)  # partitions opened ahead per thread, their heads fetched side by side
         head_parts = max(1.0, parts * hold / S)
-        fetch = stream_seconds(hold, head_parts, min(k, math.ceil(head_parts)), L, b, link)
-        head_wait = max(0.0, fetch / ahead - (compute_task + parse_task))  # what a cycle's CPU time does not cover
+        fetch = stream_seconds(hold, head_parts, min(k, math.ceil(head_parts)), L, b, link, longest)
+        head_cycle = fetch / ahead  # a thread's heads arrive at most this often
+        head_wait = max(0.0, head_cycle - (compute_task + parse_task))  # what a cycle's CPU time does not cover
         head_bytes = hold * min(1.0, ahead * (compute_task + parse_task) / fetch) if fetch > 0 else hold
 
     def read_phase(x: float, options: list[tuple[int, float]], cap: float, first: bool, wait: float = 0.0):
         """Seconds a task reads ``x`` bytes not yet local (parsing as they arrive); the waves' time; the GETs."""
         best = None
         for m, ramp in options:
-            waves = stream_seconds(x, parts * x / S if S else 0, m, L, b, math.inf) + (ramp if x > 0 else 0.0)
-            transfer = wait + max(waves, x / cap if math.isfinite(cap) else 0.0)
+            waves = stream_seconds(x, parts * x / S if S else 0, m, L, b, math.inf, longest) + (ramp if x > 0 else 0.0)
+            transfer = max(waves, x / cap if math.isfinite(cap) else 0.0)
             if best is None or transfer < best[0]:
                 best = (transfer, waves, m)
         transfer, waves, m = best
-        return max(transfer, (L if first and x > 0 else 0.0) + parse_task), waves, m
+        cpu = (L if first and x > 0 else 0.0) + cpu_in_read
+        if i.compute_streamed and head_cycle and not first:
+            # The next head is fetched during the whole previous cycle (its compute runs while it reads):
+            # t = max(max(0, head_cycle - t) + transfer, cpu), solved for the steady state.
+            t = max(transfer, cpu)
+            return (t if t >= head_cycle else max((head_cycle + transfer) / 2, cpu)), waves, m
+        return max(wait + transfer, cpu), waves, m
 
     read, waves, gets = read_phase(S - hold, options, link, False, head_wait)
     first_read, _, _ = read_phase(S, options_first, link / T, True)
     if gets < k:
         why = "concurrency"  # auto settles below the limit: more GETs would not pay
-    cycle = read + compute_task + i.task_overhead_s
-    first_cycle = first_read + compute_task + i.task_overhead_s
+    cycle = read + compute_after + i.task_overhead_s
+    first_cycle = first_read + compute_after + i.task_overhead_s
 
     tasks_w = math.ceil(npart / W)
     rounds = math.ceil(tasks_w / T)
     exact = npart / W / T  # tasks of the mean thread
     thread_path = first_cycle + (rounds - 1) * cycle
-    turns_path = first_read + (math.ceil(tasks_w / readers) - 1) * read + compute_task
+    turns_path = first_read + (math.ceil(tasks_w / readers) - 1) * read + compute_after
     if readers < T:  # reads take turns for tier space: ``readers`` at a time
         thread_path = max(thread_path, turns_path)
     link_s = tasks_w * S / link if math.isfinite(link) else 0.0
-    link_path = (L if S > 0 else 0.0) + link_s + compute_task
+    link_path = (L if S > 0 else 0.0) + link_s + compute_after
     worker = max(thread_path, link_path)
     link_bound = link_path > thread_path
-    graph = (math.ceil(n_parts / LIST_PAGE) + 1) * L + n_parts * i.graph_s_per_shard
+    graph = i.job_overhead_s + (math.ceil(n_parts / LIST_PAGE) + 1) * L + n_parts * i.graph_s_per_shard
 
     # Breakdown: adds up to graph + worker.
     compute = exact * (compute_task + parse_task)
@@ -474,7 +536,7 @@ def predict(inputs: PlanInputs) -> Plan:
     if link_bound:
         neck = link_neck
     else:
-        wait = read - parse_task  # a read longer than its parse waits for bytes
+        wait = read - cpu_in_read  # a read longer than its parse (and streamed compute) waits for bytes
         stream_neck = link_neck if waves * link < S - hold else why  # one stream fills the link
         costs = {"compute": compute_task, "parse": parse_task, stream_neck: wait}
         neck = max(costs, key=costs.__getitem__)
