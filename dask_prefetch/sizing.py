@@ -37,15 +37,18 @@ pool caps the GETs of all its streams). Its ``T`` threads each run tasks one aft
 task reads its partition of ``S`` bytes (parsing as bytes arrive: ``S * parse``), then computes on
 it (``S * compute``):
 
-* read phase ``= max(wait + stream_seconds(S - H), S * parse)`` (``S * (parse + compute)`` when
-  the compute is streamed: it runs on the bytes as they arrive, and nothing is left after), where ``H`` is the head
+* read phase ``= max(wait + stream_seconds(S - H), S * parse)``, where ``H`` is the head
   prefetched before the task started (cross-task prefetch, with both plugins: up to
   ``next-task-bytes`` of each of the next queued partitions, at least one block; as the worker's
   ``NextTaskPrefetcher``, as many partitions as it takes for their heads to add up to
-  ``next-task-bytes`` per thread, at most half the budget and 4 partitions per thread: ``a`` per thread). The ``a`` heads of a thread arrive side by
-  side while its tasks run, so each cycle must cover ``fetch(H) / a`` with its CPU time:
-  ``wait = max(0, fetch(H) / a - S * (compute + parse))``;
-* cycle ``t = read phase + S * compute + task overhead``;
+  ``next-task-bytes`` per thread, at most half the budget and 4 partitions per thread: ``a`` per
+  thread). The ``a`` heads of a thread arrive side by side while its tasks run, so each cycle must
+  cover ``fetch(H) / a`` with its CPU time: ``wait = max(0, fetch(H) / a - S * (compute + parse))``;
+* a *streamed* compute (``compute_streamed``: on the bytes as they arrive) joins the parse in the
+  read phase, ``S * (parse + compute)``, and nothing is left after the last byte; the next head is
+  then fetched during the whole previous cycle: ``t = max(max(0, fetch(H) / a - t) + rest, CPU)``,
+  solved for the steady state;
+* cycle ``t = read phase + S * compute + task overhead`` (no ``S * compute`` when streamed);
 * at most ``readers = budget // block`` streams of a worker hold a block at once (with the
   plugins' one budget; a shard shorter than a block is one shorter block): below ``T``, reads take
   turns, ``first read + (ceil(tasks / readers) - 1) * read phase + S * compute``, and nothing is
@@ -484,7 +487,8 @@ def predict(inputs: PlanInputs) -> Plan:
         """Seconds a task reads ``x`` bytes not yet local (parsing as they arrive); the waves' time; the GETs."""
         best = None
         for m, ramp in options:
-            waves = stream_seconds(x, parts * x / S if S else 0, m, L, b, math.inf, longest) + (ramp if x > 0 else 0.0)
+            waves = stream_seconds(x, parts * x / S if S else 0, m, L, b, math.inf, longest)
+            waves += ramp if x > 0 else 0.0
             transfer = max(waves, x / cap if math.isfinite(cap) else 0.0)
             if best is None or transfer < best[0]:
                 best = (transfer, waves, m)
