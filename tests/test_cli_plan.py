@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import io
 import json
 import re
+
+import click
 
 import pytest
 from conftest import BUCKET, MiB, put_shards
 
 from dask_prefetch.cli.main import main
-from dask_prefetch.cli.plan import list_objects, probe
+from dask_prefetch.cli.plan import list_objects, probe, run_plan
 from dask_prefetch.testing import WanProxy
 
 PAPER = ["plan", "--data-gb", "498", "--shards", "464", "--header-bytes", "1000", "--workers", "16", "--threads", "8",
@@ -69,6 +72,10 @@ def test_plan_lists_once_and_drops_a_global_header(raw_fs, storage_options):
     listing = list_objects([f"s3://{BUCKET}/hydi/*"], storage_options)
     assert listing.shard_sizes == (3 * MiB, 2 * MiB) and listing.header_object == 1000
     assert list_objects([f"s3://{BUCKET}/hydi"], storage_options).shard_sizes == (3 * MiB, 2 * MiB)  # a prefix
+    raw_fs.pipe(f"{BUCKET}/t/t.trk", b"h" * 1000)  # sorts after its shards, t.pt000 and t.pt001
+    put_shards(raw_fs, [3 * MiB, 2 * MiB], prefix="t/t.pt")
+    behind = list_objects([f"s3://{BUCKET}/t/*"], storage_options)
+    assert behind.shard_sizes == (3 * MiB, 2 * MiB) and behind.header_object == 1000
     with pytest.raises(FileNotFoundError):
         list_objects([f"s3://{BUCKET}/nothing*"], storage_options)
 
@@ -89,3 +96,23 @@ def test_plan_probes_the_latency_and_bandwidth_behind_the_wan_proxy(raw_fs, stor
     latency_ms = figure(out, r"link: ([\d.]+) ms to first byte")
     assert 45 <= latency_ms <= 100
     assert 5 <= figure(out, r"([\d.]+) MiB/s per connection") <= 10
+
+
+def test_measure_runs_the_job_and_prints_measured_against_predicted(raw_fs, storage_options):
+    from dask_prefetch.testing.tractograms import sharded_tractogram, upload_sharded
+
+    upload_sharded(raw_fs, f"{BUCKET}/m/t", sharded_tractogram(1.0, 3))
+    out = io.StringIO()
+    p, _ = run_plan([f"s3://{BUCKET}/m/t*"], data_gb=None, shards=None, storage_options=storage_options,
+                    latency_ms=1.0, bandwidth_mibs=100.0, probe_gets=1, memory_mib=None, plot_path=None, out=out,
+                    measure=True)  # fmt: skip
+    text = out.getvalue()
+    measured = figure(text, r"measured wall time: ([\d.]+) s")
+    assert 0 < measured < 30 and "3 shards" in text
+    assert figure(text, r": ([\d.]+) x the measured") == pytest.approx(p.wall_s / measured, rel=0.05, abs=0.01)
+
+
+def test_measure_needs_objects_to_read():
+    with pytest.raises(click.UsageError, match="--measure runs the job"):
+        run_plan([], data_gb=1.0, shards=2, storage_options=None, latency_ms=45.0, bandwidth_mibs=80.0, probe_gets=1,
+                 memory_mib=None, plot_path=None, measure=True)  # fmt: skip

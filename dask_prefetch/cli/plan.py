@@ -104,9 +104,13 @@ def list_objects(paths: Sequence[str], storage_options: dict | None) -> Listing:
     if not files:
         raise FileNotFoundError(f"no objects match {' '.join(paths)}")
     header = None
-    if len(files) > 1 and files[0][1] <= GLOBAL_HEADER_MAX:
-        header = files[0][1]
-        files = files[1:]
+    small = [i for i, (_, size) in enumerate(files) if size <= GLOBAL_HEADER_MAX]
+    # The global header sorts first ("a.trk" before "b.pt000"), or is the one small object wherever it
+    # sorts ("t.trk" after "t.pt000").
+    at = 0 if small[:1] == [0] else small[0] if len(small) == 1 else None
+    if len(files) > 1 and at is not None:
+        header = files[at][1]
+        files = files[:at] + files[at + 1 :]
     return Listing(tuple(size for _, size in files), header, tuple(name for name, _ in files), fs)
 
 
@@ -211,6 +215,34 @@ def report(p: Plan, rec: Recommendation, link_source: str, out: TextIO | None = 
          f"bottleneck then: {rec.plan.bottleneck})")  # fmt: skip
 
 
+def _record_bytes(chunk: Any) -> int:
+    """What a measured job computes per partition: the bytes of its records (points and counts)."""
+    return int(chunk.points.nbytes + 4 * len(chunk.lengths))
+
+
+def measure_job(paths: Sequence[str], storage_options: dict | None, scheduler: Any = None) -> float:
+    """Seconds of the job the plan is for, run now: ``read_tractogram(paths).map_chunks(f)``, ``f`` a no-op.
+
+    The graph build is timed with it, as the model counts it. ``scheduler``: a ``distributed``
+    client or a scheduler name; None: the default client if one is running (``Client(...)`` in
+    this process), else ``"threads"``. The compute is the user's business: the measured job has
+    none, so compare it with a plan given ``--compute-s-per-mib 0``.
+    """
+    from ..tractography.tractogram import read_tractogram
+
+    if scheduler is None:
+        try:
+            from distributed import default_client
+
+            scheduler = default_client()
+        except (ImportError, ValueError):  # no distributed, or no client running
+            scheduler = "threads"
+    started = time.perf_counter()
+    tractogram = read_tractogram(list(paths) if len(paths) > 1 else paths[0], storage_options=storage_options)
+    tractogram.map_chunks(_record_bytes).compute(scheduler=scheduler)
+    return time.perf_counter() - started
+
+
 def plot(inputs: PlanInputs, path: str) -> None:
     """Predicted wall time against the number of workers (1 to 4x the given), as a PNG."""
     import matplotlib
@@ -248,15 +280,22 @@ def run_plan(
     memory_mib: float | None,
     plot_path: str | None,
     out: TextIO | None = None,
+    measure: bool = False,
     **model: Any,
 ) -> tuple[Plan, Recommendation]:
-    """Gather the inputs (listing, probe or options), predict, print; returns the plan and recommendation."""
+    """Gather the inputs (listing, probe or options), predict, print; returns the plan and recommendation.
+
+    ``measure``: then run the job (:func:`measure_job`, on the running client if any) and print the
+    measured wall time against the predicted one.
+    """
     if paths and (data_gb is not None or shards is not None):
         raise click.UsageError("give objects to list, or --data-gb and --shards (on paper), not both")
     if not paths and (data_gb is None or shards is None):
         raise click.UsageError("give objects to list (a URL or glob), or --data-gb and --shards to plan on paper")
     if not paths and (latency_ms is None or bandwidth_mibs is None):
         raise click.UsageError("on paper (no objects to probe), give --latency-ms and --bandwidth-mibs")
+    if measure and not paths:
+        raise click.UsageError("--measure runs the job: give the objects to read, not --data-gb and --shards")
     sources = []
     if paths:
         listing = list_objects(paths, storage_options)
@@ -287,5 +326,9 @@ def run_plan(
         except ImportError:
             raise click.ClickException("--plot needs matplotlib: pip install 'dask-prefetch[plot]'") from None
         click.echo(f"wrote {plot_path}", file=out)
+    if measure:
+        seconds = measure_job(paths, storage_options)
+        click.echo(f"measured wall time: {_seconds(seconds)} (predicted {_seconds(p.wall_s)}: "
+                   f"{p.wall_s / seconds:.2f} x the measured)", file=out)  # fmt: skip
     return p, rec
 
