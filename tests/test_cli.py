@@ -153,7 +153,7 @@ def test_bench_runs_a_script_of_the_checkout(tmp_path, capsys):
 
 ZERO_ALLOWED = {("stats", "--header-bytes"), ("demo", "--latency"), ("plan", "--compute-s-per-mib"),
                 ("plan", "--parse-s-per-mib"), ("plan", "--latency-ms"), ("plan", "--header-bytes"),
-                ("plan", "--next-task-mib")}  # 0 means "none" there  # fmt: skip
+                ("plan", "--next-task-mib"), ("plan", "--job-overhead-s")}  # 0 means "none" there  # fmt: skip
 REQUIRED_ARGS = {"stats": ["x.trk"]}
 KNOWN = {
     ("stats", "--workers"), ("stats", "--threads"), ("stats", "--header-bytes"), ("stats", "--npartitions"),
@@ -162,6 +162,7 @@ KNOWN = {
     ("plan", "--workers"), ("plan", "--threads"), ("plan", "--nic-gbps"), ("plan", "--compute-s-per-mib"),
     ("plan", "--latency-ms"), ("plan", "--bandwidth-mibs"), ("plan", "--data-gb"), ("plan", "--shards"),
     ("plan", "--tier-mib"), ("plan", "--memory-mib"), ("plan", "--block-mib"), ("plan", "--part-mib"),
+    ("plan", "--job-overhead-s"),
 }  # fmt: skip
 
 

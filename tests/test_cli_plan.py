@@ -116,3 +116,20 @@ def test_measure_needs_objects_to_read():
     with pytest.raises(click.UsageError, match="--measure runs the job"):
         run_plan([], data_gb=1.0, shards=2, storage_options=None, latency_ms=45.0, bandwidth_mibs=80.0, probe_gets=1,
                  memory_mib=None, plot_path=None, measure=True)  # fmt: skip
+
+
+def test_the_command_measures_and_takes_the_model_s_inputs(raw_fs, storage_options, capsys):
+    """``--measure``, ``--compute-streamed`` and ``--job-overhead-s`` reach the model and the job from the command."""
+    from dask_prefetch.testing.tractograms import sharded_tractogram, upload_sharded
+
+    upload_sharded(raw_fs, f"{BUCKET}/c/t", sharded_tractogram(1.0, 3))
+    args = ["plan", f"s3://{BUCKET}/c/t*", "--storage-options", json.dumps(storage_options), "--latency-ms", "1",
+            "--bandwidth-mibs", "100", "--probe-gets", "1"]  # fmt: skip
+    assert main([*args, "--measure"]) == 0
+    assert 0 < figure(capsys.readouterr().out, r"measured wall time: ([\d.]+) s") < 30
+    walls = {}
+    for flags in (["--compute-after"], ["--compute-streamed"], ["--compute-after", "--job-overhead-s", "5"]):
+        assert main([*args, "--compute-s-per-mib", "0.5", *flags]) == 0
+        walls[" ".join(flags)] = figure(capsys.readouterr().out, r"predicted wall time: ([\d.]+)")
+    assert walls["--compute-streamed"] < walls["--compute-after"]  # compute overlaps the transfer
+    assert walls["--compute-after --job-overhead-s 5"] == pytest.approx(walls["--compute-after"] + 4.9, abs=0.02)

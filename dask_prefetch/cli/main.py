@@ -19,7 +19,7 @@ import click
 
 from .. import __version__
 from .claims import DEMO_DEFAULTS
-from .plan import Concurrency, JsonObject
+from .plan import MODEL_DEFAULTS, Concurrency, JsonObject
 from .types import COUNT, NON_NEGATIVE, NON_NEGATIVE_INT, POSITIVE, STORAGE
 
 
@@ -241,8 +241,13 @@ def bench(only: tuple[str, ...], repeat: int | None, out: Path) -> None:
 @click.option("--nic-gbps", type=POSITIVE, default=10.0, show_default=True, help="Each node's network card, Gb/s.")
 @click.option("--compute-s-per-mib", type=NON_NEGATIVE, default=0.0, show_default=True,
               help="Your function's thread-seconds per MiB (0: I/O only).")
-@click.option("--parse-s-per-mib", type=NON_NEGATIVE, default=0.002, show_default=True,
-              help="Parsing's thread-seconds per MiB.")
+@click.option("--compute-streamed/--compute-after", default=False, show_default=True,
+              help="Your function runs on chunks as they arrive (map_chunks(f, per='chunk')), or after each "
+                   "partition's last byte.")
+@click.option("--parse-s-per-mib", type=NON_NEGATIVE, default=MODEL_DEFAULTS["parse_s_per_mib"], show_default=True,
+              help="Parsing's thread-seconds per MiB (measured: see dask_prefetch.sizing).")
+@click.option("--job-overhead-s", type=NON_NEGATIVE, default=MODEL_DEFAULTS["job_overhead_s"], show_default=True,
+              help="A job's fixed cost: store client, graph submitted, results gathered.")
 @click.option("--latency-ms", type=NON_NEGATIVE, help="First-byte latency (default: probed with a few GETs).")
 @click.option("--bandwidth-mibs", type=POSITIVE, help="MiB/s of one connection (default: probed with one GET).")
 @click.option("--data-gb", type=POSITIVE, help="On paper, without objects: GB of data (with --shards).")
@@ -261,6 +266,9 @@ def bench(only: tuple[str, ...], repeat: int | None, out: Path) -> None:
 @click.option("--storage-options", type=JsonObject(), help="JSON for the store (s3fs: endpoint_url, anon, ...).")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), metavar="PNG",
               help="Draw predicted time against workers (needs matplotlib).")
+@click.option("--measure", is_flag=True,
+              help="Then run the job (read every partition, on the running Dask client if any, else threads) and "
+                   "print measured against predicted.")
 def plan(paths: tuple[str, ...], tier_mib: float, block_mib: float, part_mib: float, next_task_mib: float,
          nic_gbps: float, **options: Any) -> None:  # fmt: skip
     """Predict a job's wall time before running it, where it goes, and the settings that minimise it.

@@ -10,12 +10,16 @@ import json
 import math
 import statistics
 import time
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Sequence, TextIO
 
 import click
 
 from ..sizing import BOTTLENECKS, GiB, MiB, Plan, PlanInputs, Recommendation, predict, recommend
+
+#: The model's own defaults (what the CLI's options default to, so the two never disagree).
+MODEL_DEFAULTS = {f.name: f.default for f in dataclasses.fields(PlanInputs)}
 
 #: A first object this small in front of others is a global header (e.g. TRK's 1000 bytes), not a shard.
 GLOBAL_HEADER_MAX = 64 * 1024
