@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 
 import click
@@ -133,3 +134,38 @@ def test_the_command_measures_and_takes_the_model_s_inputs(raw_fs, storage_optio
         walls[" ".join(flags)] = figure(capsys.readouterr().out, r"predicted wall time: ([\d.]+)")
     assert walls["--compute-streamed"] < walls["--compute-after"]  # compute overlaps the transfer
     assert walls["--compute-after --job-overhead-s 5"] == pytest.approx(walls["--compute-after"] + 4.9, abs=0.02)
+
+
+def a_tenth_of_a_second(chunk) -> int:
+    """The user's function of the test below: 0.1 s a partition, whatever it holds."""
+    import time
+
+    time.sleep(0.1)
+    return len(chunk)
+
+
+def test_the_user_s_function_is_timed_on_a_partition_and_run_by_the_measured_job(raw_fs, storage_options, capsys):
+    from dask_prefetch.testing.tractograms import sharded_tractogram, upload_sharded
+
+    upload_sharded(raw_fs, f"{BUCKET}/f/t", sharded_tractogram(2.0, 4))
+    args = ["plan", f"s3://{BUCKET}/f/t*", "--storage-options", json.dumps(storage_options), "--latency-ms", "1",
+            "--bandwidth-mibs", "100"]  # fmt: skip
+    assert main(args) == 0
+    without = figure(capsys.readouterr().out, r"predicted wall time: ([\d.]+)")
+    assert main([*args, "--function", f"{__name__}:a_tenth_of_a_second", "--measure"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"compute timed: .*a_tenth_of_a_second took 0\.1\d* s on partition 0", out), out
+    assert figure(out, r"predicted wall time: ([\d.]+)") >= without + 0.35  # 4 partitions of 0.1 s on 1 thread
+    # The job ran the function on each partition (threads: as many at once as there are cores)
+    assert figure(out, r"measured wall time: ([\d.]+) s") >= 0.4 / max(os.cpu_count() or 1, 1)
+
+
+@pytest.mark.parametrize("spec, message", [("nocolon", "package.module:name"), ("no_such_module_x:f", "cannot import"),
+                                           ("json:not_there", "no callable 'not_there'")])  # fmt: skip
+def test_a_bad_function_is_a_usage_error(spec, message, raw_fs, storage_options):
+    with pytest.raises(click.UsageError, match=message):
+        run_plan([f"s3://{BUCKET}/x*"], data_gb=None, shards=None, storage_options=storage_options, latency_ms=1.0,
+                 bandwidth_mibs=100.0, probe_gets=1, memory_mib=None, plot_path=None, function=spec)  # fmt: skip
+    with pytest.raises(click.UsageError, match="--function is timed on a partition"):
+        run_plan([], data_gb=1.0, shards=2, storage_options=None, latency_ms=45.0, bandwidth_mibs=80.0, probe_gets=1,
+                 memory_mib=None, plot_path=None, function="json:dumps")  # fmt: skip

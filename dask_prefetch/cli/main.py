@@ -266,6 +266,9 @@ def bench(only: tuple[str, ...], repeat: int | None, out: Path) -> None:
 @click.option("--storage-options", type=JsonObject(), help="JSON for the store (s3fs: endpoint_url, anon, ...).")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), metavar="PNG",
               help="Draw predicted time against workers (needs matplotlib).")
+@click.option("--function", metavar="MODULE:NAME",
+              help="Your function (on a StreamlineChunk), timed on the first partition for the compute per MiB "
+                   "(replaces --compute-s-per-mib); --measure's job runs it.")
 @click.option("--measure", is_flag=True,
               help="Then run the job (read every partition, on the running Dask client if any, else threads) and "
                    "print measured against predicted.")

@@ -6,13 +6,14 @@ a few GETs through the package's range sources) and prints its answer.
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 import statistics
 import time
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Sequence, TextIO
+from typing import Any, Callable, Sequence, TextIO
 
 import click
 
@@ -224,13 +225,64 @@ def _record_bytes(chunk: Any) -> int:
     return int(chunk.points.nbytes + 4 * len(chunk.lengths))
 
 
-def measure_job(paths: Sequence[str], storage_options: dict | None, scheduler: Any = None) -> float:
-    """Seconds of the job the plan is for, run now: ``read_tractogram(paths).map_chunks(f)``, ``f`` a no-op.
+def load_function(spec: str) -> Callable[[Any], Any]:
+    """The callable named ``"package.module:name"`` (``--function``).
+
+    Raises
+    ------
+    click.UsageError
+        If ``spec`` is not of that form, the module cannot be imported, or the name is not a callable in it.
+    """
+    module_name, _, name = spec.partition(":")
+    if not module_name or not name:
+        raise click.UsageError(f"--function wants package.module:name, got {spec!r}")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise click.UsageError(f"--function {spec}: cannot import {module_name!r}: {e}") from None
+    func = getattr(module, name, None)
+    if not callable(func):
+        raise click.UsageError(f"--function {spec}: {module_name!r} has no callable {name!r}")
+    return func
+
+
+def time_function(paths: Sequence[str], storage_options: dict | None, func: Callable[[Any], Any]) -> Timing:
+    """Thread-seconds per MiB of ``func`` on the first partition of ``read_tractogram(paths)``, as read.
+
+    The partition is read first (not timed), ``func`` called once on it to warm up (imports, JIT),
+    then timed on a second call: the compute the model needs (``compute_s_per_mib``), per MiB of
+    the bytes the partition reads.
+    """
+    from ..tractography.tractogram import read_tractogram
+
+    tractogram = read_tractogram(list(paths) if len(paths) > 1 else paths[0], storage_options=storage_options)
+    (chunk,) = tractogram.to_chunks().to_delayed()[0].compute(scheduler="sync")
+    func(chunk)
+    started = time.perf_counter()
+    func(chunk)
+    seconds = time.perf_counter() - started
+    nbytes = max(tractogram.partitions[0].nbytes, 1)
+    return Timing(seconds / (nbytes / MiB), seconds, nbytes)
+
+
+@dataclass(frozen=True)
+class Timing:
+    """The user's function timed on one partition: seconds per MiB, seconds, and the partition's bytes."""
+
+    s_per_mib: float
+    seconds: float
+    nbytes: int
+
+
+def measure_job(
+    paths: Sequence[str], storage_options: dict | None, scheduler: Any = None, func: Callable[[Any], Any] | None = None
+) -> float:
+    """Seconds of the job the plan is for, run now: ``read_tractogram(paths).map_chunks(f)``.
 
     The graph build is timed with it, as the model counts it. ``scheduler``: a ``distributed``
     client or a scheduler name; None: the default client if one is running (``Client(...)`` in
-    this process), else ``"threads"``. The compute is the user's business: the measured job has
-    none, so compare it with a plan given ``--compute-s-per-mib 0``.
+    this process), else ``"threads"``. ``func``: the user's function (``--function``), or None:
+    a no-op, to compare with a plan given ``--compute-s-per-mib 0``.
     """
     from ..tractography.tractogram import read_tractogram
 
@@ -243,7 +295,7 @@ def measure_job(paths: Sequence[str], storage_options: dict | None, scheduler: A
             scheduler = "threads"
     started = time.perf_counter()
     tractogram = read_tractogram(list(paths) if len(paths) > 1 else paths[0], storage_options=storage_options)
-    tractogram.map_chunks(_record_bytes).compute(scheduler=scheduler)
+    tractogram.map_chunks(func or _record_bytes).compute(scheduler=scheduler)
     return time.perf_counter() - started
 
 
@@ -285,12 +337,15 @@ def run_plan(
     plot_path: str | None,
     out: TextIO | None = None,
     measure: bool = False,
+    function: str | None = None,
     **model: Any,
 ) -> tuple[Plan, Recommendation]:
     """Gather the inputs (listing, probe or options), predict, print; returns the plan and recommendation.
 
     ``measure``: then run the job (:func:`measure_job`, on the running client if any) and print the
-    measured wall time against the predicted one.
+    measured wall time against the predicted one. ``function``: ``"package.module:name"``, the
+    user's function, timed on the first partition for the compute (:func:`time_function`; it
+    replaces ``compute_s_per_mib``) and run by ``measure``'s job.
     """
     if paths and (data_gb is not None or shards is not None):
         raise click.UsageError("give objects to list, or --data-gb and --shards (on paper), not both")
@@ -300,6 +355,11 @@ def run_plan(
         raise click.UsageError("on paper (no objects to probe), give --latency-ms and --bandwidth-mibs")
     if measure and not paths:
         raise click.UsageError("--measure runs the job: give the objects to read, not --data-gb and --shards")
+    if function is not None and not paths:
+        raise click.UsageError(
+            "--function is timed on a partition: give the objects to read, not --data-gb and --shards"
+        )
+    func = load_function(function) if function is not None else None
     sources = []
     if paths:
         listing = list_objects(paths, storage_options)
@@ -315,6 +375,11 @@ def run_plan(
                 sources.append(f"bandwidth probed: one GET of {_size(measured.nbytes)}")
         if listing.header_object is not None:
             sources.append(f"a {listing.header_object}-byte global header in front, not a shard")
+        if func is not None:
+            timing = time_function(paths, storage_options, func)
+            model["compute_s_per_mib"] = timing.s_per_mib
+            sources.append(f"compute timed: {function} took {_seconds(timing.seconds)} on partition 0 "
+                           f"({_size(timing.nbytes)})")  # fmt: skip
         inputs = PlanInputs(shard_sizes=sizes, latency_s=latency_ms / 1e3, bandwidth_bps=bandwidth_mibs * MiB, **model)
     else:
         inputs = PlanInputs.uniform(round(data_gb * 1e9), shards, latency_s=latency_ms / 1e3,
@@ -331,7 +396,7 @@ def run_plan(
             raise click.ClickException("--plot needs matplotlib: pip install 'dask-prefetch[plot]'") from None
         click.echo(f"wrote {plot_path}", file=out)
     if measure:
-        seconds = measure_job(paths, storage_options)
+        seconds = measure_job(paths, storage_options, func=func)
         click.echo(f"measured wall time: {_seconds(seconds)} (predicted {_seconds(p.wall_s)}: "
                    f"{p.wall_s / seconds:.2f} x the measured)", file=out)  # fmt: skip
     return p, rec
