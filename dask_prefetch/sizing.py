@@ -89,10 +89,13 @@ benchmarks/RESULTS.md (2026-12-03: 10 configurations, predicted against measured
 * ``job_overhead_s = 0.1``: a graph build on one shard, less its two latencies and one shard's
   cost (the S3 client made: 20-50 ms), plus a one-task no-op job's submission and gathering on the
   cluster (~50 ms): 95-153 ms in all for the cluster jobs; 0-40 ms for one stream (no cluster).
-* ``graph_s_per_shard = 0.002``: the slope of the build's time with the shards. bench_graph.py,
-  layout inferred, on s3rver: 1.056 s for 464 shards (2.3 ms a shard, listing included), 1.2 ms a
-  shard from 464 to 1856; bench_plan's builds of 8 and 16 shards over the WAN give 0-5 ms (too few
-  shards to separate well from the fixed part).
+* ``graph_s_per_shard = 0.0003``: the slope of the build's time with the shards, the listing's
+  per-key cost included (the model's listing term is only its pages' latencies). bench_graph.py on
+  s3rver, after the inferred layout read a sample of the shard headers (RESULTS, "graph build from a
+  sample of shard headers"): 0.164 / 0.585 s for 464 / 1856 shards inferred, 0.177 / 0.628 s stated,
+  i.e. 0.30-0.33 ms a shard; before that sample it read every shard's header (1.056 s for 464, 2.3
+  ms a shard). bench_plan's builds of 8 and 16 shards over the WAN give 0-5 ms (too few shards to
+  separate well from the fixed part).
 * ``pool_connections = 64``, ``start_concurrency = 16``, ``max_concurrency = 64``: the engine's settings.
 * Latency, bandwidth and ``nic_bps`` are the job's own: ``dask-prefetch plan`` probes the first two;
   bench_plan takes the node's link to be what the box moves with 32 GETs in flight (its cores, not
@@ -210,7 +213,7 @@ class PlanInputs:
     next_task_bytes: int = 64 * MiB
     pool_connections: int = 64
     npartitions: int | None = None
-    graph_s_per_shard: float = 0.002
+    graph_s_per_shard: float = 0.0003
     task_overhead_s: float = 0.007
     job_overhead_s: float = 0.1
     plugins: bool = True
