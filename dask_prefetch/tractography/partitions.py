@@ -206,8 +206,9 @@ def iter_partition(
     """The partition's streamlines in file order, as chunks of whole streamlines as they are parsed.
 
     Each chunk holds about ``chunk_bytes`` of records (TRK, TCK) or of positions (TRX, whose
-    arrays are read as byte ranges, and inflated as they are taken when deflated). Every check of the partition is made on
-    the way: an error found after the last chunk raises from the iterator's last step.
+    arrays are read as byte ranges, and inflated as they are taken when deflated). Every check of
+    the partition is made on the way: an error found after the last chunk raises from the
+    iterator's last step.
 
     ``whole``: one chunk per stream instead (TRK streams parsed straight into one array, empty
     streams included), for :func:`read_partition`'s one-chunk result.
