@@ -163,7 +163,8 @@ def task_table(args: argparse.Namespace) -> None:
         raw = s3fs.S3FileSystem(**options, skip_instance_cache=True)
         raw.mkdir("memory")
         raw.pipe(url[5:], data)
-        print(f"one {'.trk.gz' if args.format == 'trk.gz' else 'deflated TRX'}: {args.trk_mb:g} MB of records ({points * 12 / MiB:.0f} MiB of float32 points), "
+        kind = ".trk.gz" if args.format == "trk.gz" else "deflated TRX"
+        print(f"one {kind}: {args.trk_mb:g} MB of records ({points * 12 / MiB:.0f} MiB of float32 points), "
               f"{len(data) / MB:.0f} MB compressed, {n} streamlines; chunk_size {args.chunk}; "
               f"tier {args.tier_mib:g} MiB in {TIER}; {args.server}; ready in {time.perf_counter() - began:.0f} s; "
               f"load {os.getloadavg()[0]:.2f}")

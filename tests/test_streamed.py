@@ -293,6 +293,10 @@ def test_a_persisted_tractogram_maps_its_kept_chunks_and_other_arguments_are_ref
         tg.map_chunks(len, per="file")
 
 
+def x_and_fa_sum(chunk: StreamlineChunk) -> float:
+    return float(chunk.points[:, 0].sum(dtype=np.float64) + chunk.data_per_point["fa"].sum(dtype=np.float64))
+
+
 def test_a_streamed_task_over_a_deflated_trx_holds_a_few_chunks_not_its_file(tmp_path):
     """A deflated TRX is one partition: streamed, its members are inflated as chunks are taken."""
     (tmp_path / "big.trk").write_bytes(trk_bytes(synthetic_streamlines(20000, 5)))
@@ -301,8 +305,7 @@ def test_a_streamed_task_over_a_deflated_trx_holds_a_few_chunks_not_its_file(tmp
     for per in ("partition", "chunk"):
         tg = read_tractogram(str(path), chunk_size="512 KiB")
         assert tg.npartitions == 1
-        bag = tg.map_chunks(lambda c: float(c.points[:, 0].sum(dtype=np.float64) + c.data_per_point["fa"].sum(dtype=np.float64)),
-                            per=per)
+        bag = tg.map_chunks(x_and_fa_sum, per=per)
         tracemalloc.start()
         try:
             sums[per] = sum(bag.compute(scheduler="sync"))

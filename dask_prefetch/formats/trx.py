@@ -10,8 +10,9 @@ column count ``k`` is in the name (absent: 1).
 
 :func:`parse_header` and :func:`member` turn ``header.json``'s bytes and the members' names and
 sizes into :class:`TrxMember` records, :class:`TrxContents` checks them against each other, and
-:func:`read_rows` and :class:`MemberRows` read rows of a member from a file object (a byte range of a
-stored member, or inflated on the fly from a deflated one, see :mod:`.trx_zip`), at once or a few at a time. Where the bytes live and how
+:func:`read_rows` and :class:`MemberRows` read rows of a member from a file object (a byte range
+of a stored member, or inflated on the fly from a deflated one, see :mod:`.trx_zip`), at once or a
+few at a time. Where the bytes live and how
 they are fetched is the caller's business.
 """
 
