@@ -81,11 +81,15 @@ def plan_layout(
         first = lone[0] if one_glob and len(lone) == 1 else 0  # a glob matched a header and its shards
         _check_header_bytes(header_bytes, [p for i, p in enumerate(paths) if i != first], sizes)
         return Plan("sharded", [first] + [i for i in natural if i != first], header_bytes)
+    known: dict[int, bytes] = {}  # first bytes already read, by object
     if layout is None and header_bytes is None:
-        sampled = _sampled_plan(fs, paths, sizes, infos, one_glob)
+        sampled = _sampled_plan(fs, paths, sizes, infos, one_glob, known)
         if sampled is not None:
             return sampled
-    heads = _heads(fs, paths, sizes, infos)
+    missing = [i for i in natural if i not in known]  # a sample that disagreed is not read again
+    known.update(zip(missing, _heads(fs, [paths[i] for i in missing], [sizes[i] for i in missing],
+                                     [infos[i] for i in missing])))  # fmt: skip
+    heads = [known[i] for i in natural]
     plan = _plan_from_heads(paths, sizes, heads, layout, header_bytes, one_glob)
     return replace(plan, first_head=heads[plan.order[0]])
 
@@ -102,8 +106,12 @@ def sample_positions(n: int) -> list[int]:
     return sorted({round(k * (n - 1) / (SAMPLE - 1)) for k in range(SAMPLE)})
 
 
-def _sampled_plan(fs: Any, paths: list[str], sizes: list[int], infos: list[dict], one_glob: bool) -> Plan | None:
+def _sampled_plan(
+    fs: Any, paths: list[str], sizes: list[int], infos: list[dict], one_glob: bool, known: dict[int, bytes]
+) -> Plan | None:
     """A sharded layout inferred from the global header and :data:`SAMPLE` shards, or None: read them all.
+
+    The first bytes it reads are left in ``known`` (by object), for the caller not to read them again.
 
     The candidate global header is the first object of exactly 1000 bytes (in a list, the first
     object). If it is a lone TRK header (``n_count`` 0) and the sampled shards (the first, the last
@@ -119,6 +127,7 @@ def _sampled_plan(fs: Any, paths: list[str], sizes: list[int], infos: list[dict]
     rest = [i for i in range(len(paths)) if i != g]
     look = [g, *(rest[k] for k in sample_positions(len(rest)))]
     heads = _heads(fs, [paths[i] for i in look], [sizes[i] for i in look], [infos[i] for i in look])
+    known.update(zip(look, heads))
     if any(is_gzip(h) for h in heads):
         return None
     first, *sampled = _kinds(heads, [paths[i] for i in look])
