@@ -297,3 +297,23 @@ def test_close_wakes_a_reader_waiting_for_room_in_shared_tiers(fs, raw_fs, tiers
         holder.close()
         if waiter is not None:
             waiter.close()
+
+
+def test_first_bytes_are_announced_once_the_readers_first_data_is_local(fs, raw_fs, tiers):
+    """A 1000-byte header object comes first: the callback that lets a worker open its next tasks waits
+    until the first shard's block, fetched over every connection, is local too (else their GETs share
+    the link with it)."""
+    paths = put_shards(raw_fs, [1000, 3 * MiB, 3 * MiB])
+    fetched_when_called: list[int] = []
+    with fs.open(paths, header_bytes=1000, prefetch_storage=tiers(16), concurrency=16) as f:
+        assert [len(f.engine.layout.blocks[i].parts) for i in f.engine.layout.start_blocks] == [1, 12]
+        f.engine.start_clock(time.monotonic(), lambda: fetched_when_called.append(f.engine.stats.bytes_fetched))
+        assert len(f.read(1000)) == 1000
+        wait_until(lambda: fetched_when_called, timeout=10)
+        assert fetched_when_called[0] >= 1000 + 3 * MiB - 1000  # the header and the whole first shard
+        assert f.read() == logical_bytes(raw_fs, paths, 1000)[1000:]
+    assert len(fetched_when_called) == 1
+    with fs.open(paths, header_bytes=1000, prefetch_storage=tiers(16), concurrency=1) as f:
+        assert f.engine.layout.start_blocks == ()  # one GET at a time: nothing to wait for
+        f.engine.start_clock(time.monotonic(), lambda: fetched_when_called.append(-1))
+        assert len(f.read(10)) == 10 and fetched_when_called[-1] == -1

@@ -66,7 +66,24 @@ def test_the_readers_first_block_comes_in_parts_over_every_connection():
     MiB = 2**20
     layout = Layout.from_objects(infos([40 * MiB]), 0, 32 * MiB, 8 * MiB, reader_start=33 * MiB, start_parts=16)
     first, second = layout.blocks  # the reader starts in the second block (7 + 1 MiB)
-    assert [p.length for p in first.parts] == [8 * MiB] * 4  # ahead of nothing: prefetched as usual
+    assert [p.length for p in first.parts] == [8 * MiB] * 4  # behind the reader: prefetched as usual
     assert len(second.parts) == 16 and {p.length for p in second.parts} == {MiB // 2}
     tiny = Layout.from_objects(infos([MiB]), 0, 32 * MiB, 8 * MiB, start_parts=16)
     assert [p.length for p in tiny.blocks[0].parts] == [256 * 1024] * 4  # never below MIN_START_PART
+
+
+def test_a_global_header_and_the_first_shard_both_come_in_parts():
+    """The reader's first block is a 1000-byte header object: the first shard's block, read right after,
+    comes over every connection too (else its 8 MiB came as one GET at one connection's rate)."""
+    MiB = 2**20
+    layout = Layout.from_objects(infos([1000, 9 * MiB, 9 * MiB]), 1000, 32 * MiB, 8 * MiB, start_parts=16)
+    header, shard, later = layout.blocks
+    assert [p.length for p in header.parts] == [1000]
+    assert len(shard.parts) == 16 and sum(p.length for p in shard.parts) == 9 * MiB - 1000
+    assert [p.length for p in later.parts] == [8 * MiB, MiB - 1000]  # two blocks at most
+    mid = Layout.from_objects(infos([96 * MiB]), 0, 32 * MiB, 8 * MiB, reader_start=30 * MiB, start_parts=16)
+    assert [len(b.parts) for b in mid.blocks] == [16, 16, 4]  # 2 MiB left in the first block: the next one too
+    early = Layout.from_objects(infos([96 * MiB]), 0, 32 * MiB, 8 * MiB, reader_start=10 * MiB, start_parts=16)
+    assert [len(b.parts) for b in early.blocks] == [16, 4, 4]
+    one = Layout.from_objects(infos([1000, 9 * MiB]), 1000, 32 * MiB, 8 * MiB)
+    assert [p.length for p in one.blocks[1].parts] == [8 * MiB, MiB - 1000]  # start_parts 1: as usual

@@ -74,10 +74,13 @@ class Layout:
         Logical offsets where a block must start (the grid of ``block_size`` blocks restarts
         there), e.g. the bounds of the one byte range a reader wants.
     reader_start, start_parts
-        The block holding logical byte ``reader_start`` (where the reader begins) is fetched as up to
-        ``start_parts`` parts of at least :data:`MIN_START_PART` bytes: nothing was prefetched for
-        it, so its bytes come over that many connections at once instead of a few large GETs in
-        a row (8 MiB at 40 MiB/s per connection: ~0.25 s as one GET, ~0.06 s as 16).
+        The block holding logical byte ``reader_start`` (where the reader begins) is fetched as up
+        to ``start_parts`` parts of at least :data:`MIN_START_PART` bytes: nothing was prefetched
+        for it, so its bytes come over that many connections at
+        once instead of a few large GETs in a row (8 MiB at 40 MiB/s per connection: ~0.25 s as
+        one GET, ~0.06 s as 16). That is the reader's first block and, when it holds less than
+        half a block from ``reader_start`` (a global header object of 1000 bytes, a start near a
+        block's end), the block after it.
     """
 
     def __init__(
@@ -97,6 +100,8 @@ class Layout:
         self.size = sum(s.length for s in self.shards)
         blocks: list[Block] = []
         cut_at = sorted(set(cuts))
+        split_next = False  # the reader's first block holds little: the one after it comes in parts too
+        start_blocks: list[int] = []
         for shard in self.shards:
             first = shard.skip
             while first < shard.size:
@@ -106,12 +111,17 @@ class Layout:
                 if after < len(cut_at):
                     last = min(last, first + cut_at[after] - start)
                 size = part_size
-                if start_parts > 1 and start <= reader_start < start + last - first:  # the reader's first block
+                stop = start + last - first
+                if start_parts > 1 and (start <= reader_start < stop or (split_next and start >= reader_start)):
+                    split_next = start <= reader_start and stop - reader_start < block_size // 2
                     size = min(part_size, max(MIN_START_PART, -(-(last - first) // start_parts)))
+                    start_blocks.append(len(blocks))
                 parts = tuple(Part(p, min(p + size, last), p - first) for p in range(first, last, size))
-                blocks.append(Block(len(blocks), shard, start, start + last - first, parts))
+                blocks.append(Block(len(blocks), shard, start, stop, parts))
                 first = last
         self.blocks = tuple(blocks)
+        #: The blocks fetched in ``start_parts`` parts (none when ``start_parts`` is 1).
+        self.start_blocks = tuple(start_blocks)
         self._starts = [b.start for b in blocks]
 
     def block_at(self, position: int) -> int:

@@ -223,6 +223,7 @@ class PrefetchEngine:
                         if self._asked_at is not None:  # the reader's first bytes
                             self.stats.start_stall_seconds += time.monotonic() - self._asked_at
                             self._asked_at = None
+                        if self._on_first_bytes is not None and self._start_fetched(index):
                             self._started()
                         return slot.serial, (None if have == slot.serial else os.dup(slot.fd)), end
                 remaining = deadline - time.monotonic()
@@ -259,6 +260,17 @@ class PrefetchEngine:
         callback, self._on_first_bytes = self._on_first_bytes, None
         if callback is not None:
             callback()
+
+    def _start_fetched(self, reader_at: int) -> bool:
+        """Whether the blocks fetched in many parts at the start (the reader's first bytes) are all local.
+
+        Until then, ``on_first_bytes`` waits: a 1000-byte header block comes first, and others'
+        GETs started then would share the link with the rest of the reader's first data.
+        """
+        if not self.layout.start_blocks or reader_at > self.layout.start_blocks[-1]:
+            return True
+        slot = self._slots.get(self.layout.start_blocks[-1])
+        return slot is not None and sum(slot.filled) == slot.block.length
 
     def set_limit(self, nbytes: int | None) -> None:
         """Hold at most ``nbytes`` of blocks (the cursor's block always), or None for our fair share.
@@ -522,6 +534,8 @@ class PrefetchEngine:
             self.stats.bytes_fetched += nbytes
             if self._tracer is not None and sum(slot.filled) == slot.block.length:
                 self._note("arrived", slot.block.index)
+            if self._on_first_bytes is not None and self._asked_at is None and self._start_fetched(self._cursor):
+                self._started()  # the reader has its first bytes, and now the rest of its first data
             self._cond.notify_all()
             self._adapt(nbytes)
 

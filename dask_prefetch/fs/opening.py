@@ -8,6 +8,7 @@ where its bytes come from (:meth:`PrefetchOpening._range_source`) and how it nam
 
 from __future__ import annotations
 
+import contextvars
 import io
 import os
 import time
@@ -18,7 +19,7 @@ from fsspec.asyn import sync
 
 from .. import checks, config
 from ..checks import describe
-from ..engine.rolling import PrefetchEngine
+from ..engine.rolling import PrefetchEngine, opening_limit
 from .file import PrefetchFile
 from ..engine.layout import Layout
 from ..sources import RangeSource
@@ -45,6 +46,29 @@ def install_worker_lookup(lookup: Callable[[], PrefetchWorkerPlugin | None]) -> 
     """Install what finds the worker plugin of the running task (``dask_prefetch.cluster`` does, when imported)."""
     global _worker_lookup
     _worker_lookup = lookup
+
+
+#: Set in a task's helper thread (see :func:`helper_context`): the owner of the task's tiers, found in its thread.
+_helping: contextvars.ContextVar[tuple[PrefetchWorkerPlugin | None] | None] = contextvars.ContextVar(
+    "dask_prefetch_helping", default=None
+)
+
+
+def _tiers_owner() -> PrefetchWorkerPlugin | None:
+    helping = _helping.get()
+    return helping[0] if helping is not None else _worker_lookup()
+
+
+def helper_context() -> contextvars.Context:
+    """A copy of this thread's context for a thread that reads on behalf of the running task.
+
+    Files opened in it draw on the tiers files opened in this thread would (the task's worker
+    plugin, found by the task's thread), and the task's context variables (its metrics, a trace)
+    go with them. Run the helper's work with ``helper_context().run(...)``.
+    """
+    context = contextvars.copy_context()
+    context.run(_helping.set, (_tiers_owner(),))
+    return context
 
 
 class PrefetchOpening:
@@ -182,7 +206,7 @@ class PrefetchOpening:
         )
         if end is not None:  # only then: files opened without it are what they were
             open_kwargs["end"] = end
-        worker_plugin = _worker_lookup() if prefetch_storage is None else None
+        worker_plugin = _tiers_owner() if prefetch_storage is None else None
         # Inside a task, the worker may have opened this very stream ahead (see next_tasks.py).
         f = worker_plugin.claim(self, paths, open_kwargs, offset) if worker_plugin is not None else None
         if f is None:
@@ -219,7 +243,9 @@ class PrefetchOpening:
             source.version,
             cuts,
             reader_start=offset,
-            start_parts=settings.concurrency,  # the first block over every connection at once
+            # The first block over every connection at once, unless opened ahead of its reader
+            # (a worker's next task): that one has time, and its GETs would crowd the running reads'.
+            start_parts=settings.concurrency if opening_limit.get() is None else 1,
         )
         largest = max((b.length for b in layout.blocks), default=0)
         if disk_bytes(largest) > tiers.largest_budget:
