@@ -319,9 +319,9 @@ def test_a_streamed_task_over_a_deflated_trx_holds_a_few_chunks_not_its_file(tmp
 
 
 def test_a_streamed_task_holds_a_few_chunks_not_its_partition(tmp_path):
-    """tracemalloc's peak of one task over an ~8 MB TRK: the one-chunk path holds every point at once,
-    the streamed one about a chunk (0.5 MiB of records) at a time."""
-    (tmp_path / "big.trk").write_bytes(trk_bytes(synthetic_streamlines(6000, 5)))
+    """tracemalloc's peak of one task over a ~16 MB TRK: the one-chunk path holds every point at once,
+    the streamed one a few chunks (0.5 MiB of records; one more parsed ahead) at a time."""
+    (tmp_path / "big.trk").write_bytes(trk_bytes(synthetic_streamlines(12000, 5)))
     size = os.path.getsize(tmp_path / "big.trk")
     peaks = {}
     for per in ("partition", "chunk"):

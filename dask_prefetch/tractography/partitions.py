@@ -13,16 +13,18 @@ is the one parsing loop behind both). The cluster plugins find these tasks by th
 from __future__ import annotations
 
 import builtins
+import contextlib
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from .. import config  # noqa: F401 (hands dask-prefetch.compiled-parsers to the parsers, on workers too)
+from .. import config  # also hands dask-prefetch.compiled-parsers to the parsers, on workers too
 from ..formats import StreamlineChunk, TractogramHeader, open_reader
 from ..formats.errors import CorruptTractogramError, in_shard
 from ..formats.tck import TckReader
 from ..formats.trk import TrkReader
+from .ahead import parsed_ahead
 from .shard_heads import CheckedShards
 from .trx_reading import first_stream as trx_first_stream
 from .trx_reading import iter_trx_partition
@@ -181,7 +183,9 @@ def read_partition(
         None: the whole partition parsed into one :class:`StreamlineChunk`, returned.
         A callable: called on each chunk of whole streamlines (about ``chunk_bytes`` of records)
         as soon as it is parsed, while the rest of the partition is still arriving; the list of
-        its results, in file order, is returned. Never called on an empty chunk.
+        its results, in file order, is returned. Never called on an empty chunk. It runs in the
+        task's thread while the next ``dask-prefetch.parse-ahead`` chunks are read and parsed in
+        a helper thread (:func:`~dask_prefetch.tractography.ahead.parsed_ahead`).
 
     Raises
     ------
@@ -197,7 +201,10 @@ def read_partition(
     """
     if per_chunk is None:
         return StreamlineChunk.concat(list(iter_partition(part, opener, header, chunk_bytes, whole=True)))
-    return [per_chunk(chunk) for chunk in iter_partition(part, opener, header, chunk_bytes)]
+    ahead = config.get_int("parse-ahead", minimum=0)
+    chunks = iter_partition(part, opener, header, chunk_bytes)
+    with contextlib.closing(parsed_ahead(chunks, ahead) if ahead else chunks) as each:
+        return [per_chunk(chunk) for chunk in each]  # closed at once if per_chunk fails: files, helper thread
 
 
 def iter_partition(
