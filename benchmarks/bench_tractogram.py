@@ -49,6 +49,7 @@ import s3fs
 from nibabel.streamlines import TrkFile
 
 from dask_prefetch import read_tractogram
+from dask_prefetch.config import get_concurrency
 from dask_prefetch.formats.trk import TrkReader
 from dask_prefetch.testing import LocalS3Server, WanProxy
 
@@ -168,7 +169,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
     skip = set(filter(None, args.skip.split(",")))
-    concurrency = int(dask.config.get("dask-prefetch.concurrency"))
+    concurrency = get_concurrency()[0]  # as many GETs in flight as the engine starts with
     load_start = os.getloadavg()
     server = S3rverServer() if args.server == "s3rver" else LocalS3Server()
     cluster = client = None
