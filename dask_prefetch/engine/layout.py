@@ -76,11 +76,10 @@ class Layout:
     reader_start, start_parts
         The block holding logical byte ``reader_start`` (where the reader begins) is fetched as up
         to ``start_parts`` parts of at least :data:`MIN_START_PART` bytes: nothing was prefetched
-        for it, so its bytes come over that many connections at
-        once instead of a few large GETs in a row (8 MiB at 40 MiB/s per connection: ~0.25 s as
-        one GET, ~0.06 s as 16). That is the reader's first block and, when it holds less than
-        half a block from ``reader_start`` (a global header object of 1000 bytes, a start near a
-        block's end), the block after it.
+        for it, so its bytes come over that many connections at once instead of a few large GETs
+        in a row (8 MiB at 40 MiB/s per connection: ~0.25 s as one GET, ~0.06 s as 16). When that
+        block holds less than half a block from ``reader_start`` (a global header object of 1000
+        bytes, a start near a block's end), the block after it is fetched so too.
     """
 
     def __init__(
@@ -112,7 +111,7 @@ class Layout:
                     last = min(last, first + cut_at[after] - start)
                 size = part_size
                 stop = start + last - first
-                if start_parts > 1 and (start <= reader_start < stop or (split_next and start >= reader_start)):
+                if start_parts > 1 and (start <= reader_start < stop or split_next):
                     split_next = start <= reader_start and stop - reader_start < block_size // 2
                     size = min(part_size, max(MIN_START_PART, -(-(last - first) // start_parts)))
                     start_blocks.append(len(blocks))
