@@ -126,6 +126,52 @@ def test_paths_given_without_a_glob_are_each_asked_for(proxied, tractogram):
     assert_equal_to(tg, expected)
 
 
+def test_a_list_with_the_layout_to_infer_reads_its_sample_in_place_of_heads(proxied, raw_fs, tractogram):
+    """The sampled objects' sizes and versions come with their first bytes: one round trip, not a HEAD then a GET."""
+    options, requests = proxied
+    paths, expected = tractogram
+    tg = read_tractogram([f"s3://{p}" for p in paths], storage_options=options)
+    made = requests.take()
+    assert made == {"ranged GET": 1 + SAMPLE, "other GET": 0, "HEAD": len(paths) - 1 - SAMPLE}, made
+    assert tg.npartitions == SHARDS and all(p.kind == "bodies" for p in tg.partitions)
+    pins = {pin[0]: pin for p in tg.partitions for pin in p.pins}
+    for path, pin in pins.items():
+        info = raw_fs.info(path, refresh=True)  # a HEAD
+        assert pin == (path, info["size"], info["ETag"], None)
+    assert_equal_to(tg, expected)
+
+
+def test_one_object_is_pinned_by_the_get_of_its_first_bytes(proxied, raw_fs, tractogram):
+    options, requests = proxied
+    paths, _ = tractogram
+    tg = read_tractogram(f"s3://{paths[3]}", storage_options=options)
+    made = requests.take()
+    assert made == {"ranged GET": 1, "other GET": 0, "HEAD": 0}, made
+    info = raw_fs.info(paths[3], refresh=True)
+    assert [pin for p in tg.partitions for pin in p.pins] == [(paths[3], info["size"], info["ETag"], None)]
+    expected = list(TrkFile.load(io.BytesIO(raw_fs.cat_file(paths[3])), lazy_load=False).streamlines)
+    assert_equal_to(tg, expected)
+
+
+@pytest.mark.parametrize("where", [0, 1, 2], ids=["header", "sampled", "not sampled"])
+def test_a_missing_object_of_a_list_is_named(proxied, tractogram, where):
+    options, _ = proxied
+    paths, _ = tractogram
+    missing = f"{BUCKET}/t/none.trk"
+    listed = list(paths)
+    listed[where] = missing  # positions 0 and 1 are read (the header, the first shard), 2 is asked for
+    with pytest.raises(FileNotFoundError, match="none.trk"):
+        read_tractogram([f"s3://{p}" for p in listed], storage_options=options)
+
+
+def test_an_empty_object_among_the_sampled_is_pinned_and_refused_by_name(proxied, raw_fs, tractogram):
+    options, _ = proxied
+    paths, _ = tractogram
+    raw_fs.pipe(paths[1], b"")  # a sampled shard (S3 refuses a range of an empty object)
+    with pytest.raises(ValueError, match=paths[1].rsplit("/", 1)[-1]):
+        read_tractogram([f"s3://{p}" for p in paths], storage_options=options)
+
+
 def versioning(raw: s3fs.S3FileSystem) -> None:
     raw.call_s3("put_bucket_versioning", Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
 
@@ -145,6 +191,21 @@ def test_a_versioned_bucket_pins_every_version_id_and_reads_those_versions(proxi
     assert None not in versions.values()
     upload_sharded(raw_fs, f"{BUCKET}/t/hydi", shards[::-1])  # new versions of every object
     assert_equal_to(tg, expected)  # the pinned versions, as before the listing was used
+
+
+def test_a_versioned_bucket_listed_by_hand_pins_the_versions_its_sample_was_read_from(proxied, raw_fs):
+    versioning(raw_fs)
+    shards = [synthetic_streamlines(3, seed) for seed in range(SAMPLE + 3)]
+    paths = upload_sharded(raw_fs, f"{BUCKET}/t/hydi", shards)
+    expected = nibabel_streamlines(raw_fs, paths)
+    options, requests = proxied
+    tg = read_tractogram([f"s3://{p}" for p in paths], storage_options=options)
+    assert requests.take()["HEAD"] == len(paths) - 1 - SAMPLE
+    versions = {pin[0]: pin[3] for p in tg.partitions for pin in p.pins}
+    assert versions == {p: raw_fs.info(p, refresh=True)["VersionId"] for p in paths}
+    assert None not in versions.values()
+    upload_sharded(raw_fs, f"{BUCKET}/t/hydi", shards[::-1])  # new versions of every object
+    assert_equal_to(tg, expected)
 
 
 def test_a_version_aware_filesystem_takes_version_ids_from_the_listing(proxied, raw_fs):

@@ -182,6 +182,36 @@ class RangeSource(abc.ABC):
         """
         return await self.pin(paths, retries)
 
+    async def pin_reading_heads(
+        self, paths: Sequence[str], heads: Sequence[int], nbytes: int, retries: int
+    ) -> tuple[list[dict], dict[int, bytes]]:
+        """Every object's ``info`` (as :meth:`pin`) and the first ``nbytes`` of some, in few round trips.
+
+        Parameters
+        ----------
+        paths
+            The objects.
+        heads
+            Positions in ``paths`` of the objects whose first bytes are wanted.
+        nbytes
+            How many (fewer for a smaller object).
+        retries
+            As for :meth:`pin`.
+
+        Returns
+        -------
+        infos, heads
+            One ``info`` per path, in order; the first bytes read, by position, of the very versions
+            those infos name. Objects missing from ``heads`` are for the caller to read.
+
+        Notes
+        -----
+        This default reads no bytes: it pins every object (:meth:`pin`). A source that learns an
+        object's size and version from a ranged GET's answer overrides it (:class:`~.s3.S3Source`:
+        one round trip where a HEAD and then a GET would take two).
+        """
+        return await self.pin(paths, retries), {}
+
 
 class BytesBody:
     """A :class:`RangeBody` over bytes already in memory."""

@@ -11,7 +11,9 @@ from typing import Any, Mapping, Sequence
 
 from s3fs.utils import FileExpired
 
-from .base import ObjectVersion, RangeSource
+from fsspec.asyn import _run_coros_in_chunks
+
+from .base import PIN_BATCH, ObjectVersion, RangeSource
 from .errors import RangeNotHonouredError, naming, object_changed
 
 
@@ -69,6 +71,58 @@ class S3Source(RangeSource):
         missing = [p for p in paths if p not in infos]
         infos.update(zip(missing, await self.pin(missing, retries)))
         return [infos[p] for p in paths]
+
+    async def pin_reading_heads(
+        self, paths: Sequence[str], heads: Sequence[int], nbytes: int, retries: int
+    ) -> tuple[list[dict], dict[int, bytes]]:
+        """Every object's info, and the first ``nbytes`` of the objects at ``heads``, in one round trip.
+
+        The objects at ``heads`` are read with a ranged GET and no HEAD: its answer says all a HEAD
+        would (the size in ``Content-Range``, ETag, VersionId), of the very version whose bytes it
+        holds. The others are asked for (HEAD) at the same time. A GET that fails (a missing or
+        empty object, a prefix, a store that ignores ``Range``) leaves its object to :meth:`pin`,
+        which names the error, and its bytes to the caller. See
+        :meth:`RangeSource.pin_reading_heads <dask_prefetch.sources.RangeSource.pin_reading_heads>`.
+        """
+        await self._watch_retries()
+        wanted = sorted(set(heads))
+
+        async def head(path: str) -> tuple[dict, bytes] | None:
+            bucket, key, _ = self.fs.split_path(path)
+            try:
+                response = await self.fs._call_s3("get_object", Bucket=bucket, Key=key, Range=f"bytes=0-{nbytes - 1}")
+            except Exception:  # noqa: BLE001 - pin() asks again, and names the error
+                return None
+            async with response["Body"] as body:
+                data = await body.read()
+            total = str(response.get("ContentRange") or "").rpartition("/")[2]
+            if not total.isdigit() or len(data) != min(int(total), nbytes):
+                return None  # no Content-Range (the whole object came back): pinned as any other
+            info = {
+                "ETag": response.get("ETag", ""),
+                "LastModified": response.get("LastModified", ""),
+                "size": int(total),
+                "name": f"{bucket}/{key}",
+                "type": "file",
+                "StorageClass": response.get("StorageClass", "STANDARD"),
+                "VersionId": response.get("VersionId"),
+                "ContentType": response.get("ContentType"),
+            }
+            return info, bytes(data)
+
+        others = [i for i in range(len(paths)) if i not in set(wanted)]
+        read, pinned = await asyncio.gather(
+            _run_coros_in_chunks([head(paths[i]) for i in wanted], batch_size=PIN_BATCH),
+            self.pin([paths[i] for i in others], retries),
+        )
+        infos: dict[int, dict] = dict(zip(others, pinned))
+        found: dict[int, bytes] = {}
+        for i, got in zip(wanted, read):
+            if got is not None:
+                infos[i], found[i] = got
+        failed = [i for i in wanted if i not in infos]
+        infos.update(zip(failed, await self.pin([paths[i] for i in failed], retries)))
+        return [infos[i] for i in range(len(paths))], found
 
     async def open_range(self, shard: ObjectVersion, start: int, stop: int) -> Any:
         """Send the GET of object bytes ``start:stop`` and return its body stream, checked."""

@@ -68,8 +68,12 @@ def plan_layout(
     layout: str | None,
     header_bytes: int | None,
     one_glob: bool,
+    known: dict[int, bytes] | None = None,
 ) -> Plan:
-    """Decide the layout (see :func:`read_tractogram`'s Notes), reading objects' first bytes only if needed."""
+    """Decide the layout (see :func:`read_tractogram`'s Notes), reading objects' first bytes only if needed.
+
+    ``known``: first bytes (at most 1000) already read, by position, not read again.
+    """
     n = len(paths)
     natural = list(range(n))
     if n == 1:
@@ -81,7 +85,7 @@ def plan_layout(
         first = lone[0] if one_glob and len(lone) == 1 else 0  # a glob matched a header and its shards
         _check_header_bytes(header_bytes, [p for i, p in enumerate(paths) if i != first], sizes)
         return Plan("sharded", [first] + [i for i in natural if i != first], header_bytes)
-    known: dict[int, bytes] = {}  # first bytes already read, by object
+    known = dict(known or {})  # first bytes already read, by object
     if layout is None and header_bytes is None:
         sampled = _sampled_plan(fs, paths, sizes, infos, one_glob, known)
         if sampled is not None:
@@ -126,8 +130,10 @@ def _sampled_plan(
     g = lone[0]
     rest = [i for i in range(len(paths)) if i != g]
     look = [g, *(rest[k] for k in sample_positions(len(rest)))]
-    heads = _heads(fs, [paths[i] for i in look], [sizes[i] for i in look], [infos[i] for i in look])
-    known.update(zip(look, heads))
+    unread = [i for i in look if i not in known]
+    known.update(zip(unread, _heads(fs, [paths[i] for i in unread], [sizes[i] for i in unread],
+                                    [infos[i] for i in unread])))  # fmt: skip
+    heads = [known[i] for i in look]
     if any(is_gzip(h) for h in heads):
         return None
     first, *sampled = _kinds(heads, [paths[i] for i in look])

@@ -45,17 +45,19 @@ from .partitions import Opener, Partition, iter_partition, read_partition
 from . import export
 from .splitting import trk_cuts
 from .planning import (  # noqa: F401 (MixedDataWarning re-exported)
+    SAMPLE,
     MixedDataWarning,
     file_partitions,
     plan_layout,
     read_ranges,
+    sample_positions,
     sharded_partitions,
 )
 from ..formats import CorruptTractogramError, StreamlineChunk, TractogramHeader, detect_format
 from ..formats.compression import gunzip_prefix, inflated_size_hint, is_gzip
 from ..formats.tck import MAGIC as TCK_MAGIC
 from ..formats.tck import MAX_HEADER, read_tck_header, tck_byte_ranges
-from ..formats.trk import parse_trk_header
+from ..formats.trk import HEADER_SIZE, parse_trk_header
 from .trx_planning import is_trx_directory, is_trx_name, plan_trx, trx_data_per_group, trx_groups
 
 #: One partition per started 256 MiB of a single TRK file by default (as for TCK).
@@ -564,19 +566,25 @@ def read_tractogram(
     check_unique(expanded, "paths" if len(expanded) == len(path_list) else "paths (globs expanded)")
     if any(is_trx_name(p) for p in expanded):
         return _trx_tractogram(fs, opener, expanded, storage_options, npartitions, chunk_bytes)
+    one_glob = len(path_list) == 1
+    first_bytes = _first_bytes_wanted(expanded, listed, layout, header_bytes, one_glob)
     try:
-        infos = _infos(fs, expanded, listed)
+        infos, known = _infos(fs, expanded, listed, *first_bytes)
     except IsADirectoryError:  # TRX directories (key prefixes holding header.json) are read as TRX
         if not all(is_trx_directory(fs, p) for p in expanded):
             raise
         return _trx_tractogram(fs, opener, expanded, storage_options, npartitions, chunk_bytes)
     sizes = [int(info["size"]) for info in infos]
-    plan = plan_layout(fs, expanded, sizes, infos, layout, header_bytes, one_glob=len(path_list) == 1)
+    heads = {i: head[:HEADER_SIZE] for i, head in known.items()}
+    plan = plan_layout(fs, expanded, sizes, infos, layout, header_bytes, one_glob=one_glob, known=heads)
     order = plan.order
+    read_first = known.get(order[0])
     packed_names = {expanded[i] for i in plan.packed}
     expanded, sizes, infos = [expanded[i] for i in order], [sizes[i] for i in order], [infos[i] for i in order]
     whole = plan.first_head is not None and len(plan.first_head) == sizes[0]  # e.g. the global header
-    probe, packed = _probe(fs, expanded[0], sizes[0], plan.first_head if whole else None)
+    if read_first is None or len(read_first) != min(sizes[0], _PROBE_BYTES):
+        read_first = plan.first_head if whole else None
+    probe, packed = _probe(fs, expanded[0], sizes[0], read_first)
     fmt = detect_format(probe, expanded[0])
     size = None if packed else sizes[0]  # of a compressed file: unknown until it is read
     if packed:
@@ -720,8 +728,34 @@ def _expand(fs: Any, paths: list[str]) -> tuple[list[str], dict[str, dict]]:
     return expanded, listed
 
 
-def _infos(fs: Any, paths: list[str], listed: dict[str, dict]) -> list[dict]:
-    """Sizes and versions (S3: ETag, VersionId): from the listing, one request per object only where needed.
+def _first_bytes_wanted(
+    paths: list[str], listed: dict[str, dict], layout: str | None, header_bytes: int | None, one_glob: bool
+) -> tuple[list[int], int]:
+    """Which objects' first bytes the graph build will read, and how many, when that is known before their
+    sizes are: the objects of a list none of whose sizes a listing gave (read along with the sizes,
+    one round trip on S3 where asking for the size and then reading the bytes would take two).
+
+    One object: its probe (:data:`_PROBE_BYTES`). A list with the layout to infer: the first
+    1000 bytes of the ones :func:`plan_layout` reads (every object, or behind a global header first
+    in the list, the header and a sample of the shards). Otherwise none.
+    """
+    n = len(paths)
+    if listed or (n > 1 and (one_glob or layout is not None or header_bytes is not None)):
+        return [], 0
+    if n == 1:
+        return [0], _PROBE_BYTES
+    if n - 1 <= SAMPLE:
+        return list(range(n)), HEADER_SIZE
+    return [0, *(1 + k for k in sample_positions(n - 1))], HEADER_SIZE
+
+
+def _infos(
+    fs: Any, paths: list[str], listed: dict[str, dict], heads: Sequence[int] = (), nbytes: int = 0
+) -> tuple[list[dict], dict[int, bytes]]:
+    """Sizes and versions (S3: ETag, VersionId): from the listing, one request per object only where needed;
+    and the first ``nbytes`` of the objects at positions ``heads``, where the store gives them with their
+    versions (S3: a ranged GET in place of a HEAD, see
+    :meth:`S3Source.pin_reading_heads <dask_prefetch.sources.s3.S3Source.pin_reading_heads>`), by position.
 
     On S3 a globbed object's size and ETag come from the listing that found it; a path given
     without a glob, and every object of a versioned bucket, is asked for, concurrently (see
@@ -731,20 +765,24 @@ def _infos(fs: Any, paths: list[str], listed: dict[str, dict]) -> list[dict]:
     Raises ``FileNotFoundError`` for a missing file, ``IsADirectoryError`` for a directory or a prefix.
     """
     if isinstance(fs, S3PrefetchFileSystem):
-        return sync(fs.loop, fs.source.pin_listed, paths, listed, config.get_int("retries", minimum=1))
+        retries = config.get_int("retries", minimum=1)
+        if heads:
+            return sync(fs.loop, fs.source.pin_reading_heads, paths, heads, nbytes, retries)
+        return sync(fs.loop, fs.source.pin_listed, paths, listed, retries), {}
     infos = [fs.info(p) for p in paths]
     for path, info in zip(paths, infos):
         if info.get("type") != "file":
             raise IsADirectoryError(f"{path!r} is a directory, not a tractogram file")
-    return infos
+    return infos, {}
 
 
-def _probe(fs: Any, path: str, size: int, whole: bytes | None = None) -> tuple[bytes, bool]:
+def _probe(fs: Any, path: str, size: int, first: bytes | None = None) -> tuple[bytes, bool]:
     """The first bytes of ``path`` (decompressed if gzip-compressed: enough for its header), and whether it is.
 
-    ``whole``: the object's bytes if already read (a global header, while planning), not read again.
+    ``first``: its first ``min(size, _PROBE_BYTES)`` bytes if already read (a global header while
+    planning, a lone object with its size), not read again.
     """
-    probe = whole if whole is not None else fs.cat_file(path, start=0, end=min(size, _PROBE_BYTES))
+    probe = first if first is not None else fs.cat_file(path, start=0, end=min(size, _PROBE_BYTES))
     if is_gzip(probe):
         text = gunzip_prefix(probe, MAX_HEADER, path)
         if text.startswith(TCK_MAGIC) and b"\nEND\n" not in text and size > len(probe):  # a long TCK header
