@@ -10,6 +10,7 @@ from conftest import MiB, disk_usage, logical_bytes, put_shards, scratch_dirs, w
 
 from dask_prefetch import process_stats
 from dask_prefetch.engine.rolling import opening_limit
+from dask_prefetch.fs.opening import AHEAD_START_PARTS
 from dask_prefetch.cache.tiers import disk_bytes
 
 
@@ -160,6 +161,20 @@ def test_a_file_opened_with_a_limit_holds_only_its_head_until_the_limit_is_lifte
         f.engine.set_limit(None)  # its task claimed it: the whole window
         wait_until(lambda: len(f.engine.held_blocks()) > 2)
         assert f.read() == raw_fs.cat(path)
+
+
+def test_a_file_opened_ahead_brings_its_first_block_in_a_few_parts(fs, raw_fs, tiers):
+    """Not over every connection (the running reads' GETs come first), nor as one GET (a connection's time)."""
+    paths = put_shards(raw_fs, [1000, 3 * MiB])
+    token = opening_limit.set(64 * MiB)  # as the worker opens the next task's stream ahead
+    try:
+        f = fs.open(paths, header_bytes=1000, prefetch_storage=tiers(16), concurrency=16)
+    finally:
+        opening_limit.reset(token)
+    with f:
+        layout = f.engine.layout
+        assert [len(layout.blocks[i].parts) for i in layout.start_blocks] == [1, AHEAD_START_PARTS]
+        assert f.read() == logical_bytes(raw_fs, paths, 1000)
 
 
 def test_a_head_limit_larger_than_the_file_takes_all_of_its_blocks(fs, raw_fs, tiers):

@@ -30,6 +30,9 @@ if TYPE_CHECKING:
 
 MiB = 2**20
 #: fsspec's buffering options of ``open``: accepted and ignored (prefetching is the cache).
+#: Parts of the first block of a file opened ahead of its reader (a worker's next task): a 32 MiB block
+#: over one connection at 40 MiB/s takes ~0.8 s, about a task's time, so the task would often wait for it.
+AHEAD_START_PARTS = 4
 _BUFFERING_OPTIONS = frozenset({"cache_type", "cache_options", "fill_cache", "block_cache", "autocommit"})
 
 
@@ -244,8 +247,11 @@ class PrefetchOpening:
             cuts,
             reader_start=offset,
             # The first block over every connection at once, unless opened ahead of its reader
-            # (a worker's next task): that one has time, and its GETs would crowd the running reads'.
-            start_parts=settings.concurrency if opening_limit.get() is None else 1,
+            # (a worker's next task): that one has time, and its GETs would crowd the running reads';
+            # it comes in a few parts, for its whole block not to take one connection's time.
+            start_parts=(
+                settings.concurrency if opening_limit.get() is None else min(AHEAD_START_PARTS, settings.concurrency)
+            ),
         )
         largest = max((b.length for b in layout.blocks), default=0)
         if disk_bytes(largest) > tiers.largest_budget:
