@@ -20,7 +20,8 @@ workers' S3 clients not timed; closed after, as an idle cluster costs ~0.1 core)
 (b) ``read_tractogram(..., prefetch_storage=[(storage, MiB)]).map_chunks(f)``, folded with the bag:
     each task's file starts prefetching when the task starts.
 (c) as (b) without ``prefetch_storage``, with ``PrefetchSchedulerPlugin`` and ``PrefetchWorkerPlugin``
-    registered: workers open their next partitions while the current one computes.
+    registered (``store=`` the bucket: each worker opens its connections at setup): workers open their next
+    partitions while the current one computes.
 (d) as (c), streamed: ``map_chunks(f, per="chunk")`` runs the compute on each 2 MiB chunk of records as
     it is parsed, while the rest of the partition arrives (arc lengths joined, histograms summed:
     checked against the same compute on the same chunks in memory).
@@ -301,8 +302,10 @@ def main(argv: list[str] | None = None) -> dict:
         print("dask_prefetch.process_stats is missing: no stall figures")
     plugins: dict[str, Callable[[], list]] = {A: list, B: list, ON_CLUSTER: list}
     if hasattr(dask_prefetch, "PrefetchSchedulerPlugin"):
-        plugins[C] = plugins[D] = lambda: [dask_prefetch.PrefetchSchedulerPlugin(),
-                                           dask_prefetch.PrefetchWorkerPlugin(prefetch_storage=storage)]
+        plugins[C] = plugins[D] = lambda: [  # the workers' connections to the store opened at setup
+            dask_prefetch.PrefetchSchedulerPlugin(),
+            dask_prefetch.PrefetchWorkerPlugin(prefetch_storage=storage, store=f"s3://{BUCKET}", storage_options=wan),
+        ]
     else:
         print(f"dask_prefetch.PrefetchSchedulerPlugin is missing: {C} skipped")
     server = S3rverServer() if args.server == "s3rver" else LocalS3Server()

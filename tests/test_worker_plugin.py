@@ -12,6 +12,8 @@ from distributed import Client, LocalCluster
 
 from dask_prefetch import PrefetchWorkerPlugin, S3PrefetchFileSystem
 from dask_prefetch.cluster import current_worker_plugin
+from dask_prefetch.config import get_concurrency
+from dask_prefetch.testing import FaultProxy
 
 
 def read_whole(fs: S3PrefetchFileSystem, path: str) -> int:
@@ -251,3 +253,39 @@ def test_setup_sweeps_dead_workers_leftovers_at_once(cluster, tiers):
     cluster.register_plugin(PrefetchWorkerPlugin(prefetch_storage=[(tier, mib)]))
     assert not os.path.exists(dead.stdout.strip())  # gone by setup, before any task opens a file
     assert len(worker_dirs(tier)) == 2
+
+
+def plugin_connections(dask_worker) -> int:
+    (plugin,) = [p for p in dask_worker.plugins.values() if isinstance(p, PrefetchWorkerPlugin)]
+    return plugin.connections
+
+
+def test_setup_opens_connections_to_the_store_its_tasks_will_read(cluster, s3_server, storage_options, raw_fs, tiers):
+    """The first task's start GETs find open connections (on a cold client none is sent before all are signed)."""
+    ((tier, mib),) = tiers(1)
+    n = get_concurrency()[0] + 1  # a file's start GETs and its header object's
+    with FaultProxy(s3_server.endpoint_url) as proxy:
+        options = {**storage_options, "endpoint_url": proxy.endpoint_url}
+        plugin = PrefetchWorkerPlugin(prefetch_storage=[(tier, mib)], store=f"s3://{BUCKET}", storage_options=options)
+        cluster.register_plugin(plugin)
+        assert list(cluster.run(plugin_connections).values()) == [n, n]
+        assert proxy.counts().get("method:HEAD", 0) == 2 * n  # HEAD bucket, each worker
+        (path,) = put_shards(raw_fs, [MiB])
+        assert cluster.submit(read_whole, S3PrefetchFileSystem(**options), path, pure=False).result() == MiB
+
+
+def test_a_store_that_cannot_be_reached_is_logged_not_raised(cluster, storage_options, tiers, caplog):
+    ((tier, mib),) = tiers(1)
+    plugin = PrefetchWorkerPlugin(
+        prefetch_storage=[(tier, mib)], store="s3://no-such-bucket", storage_options=storage_options
+    )
+    with caplog.at_level("WARNING", logger="dask_prefetch.cluster.worker"):
+        cluster.register_plugin(plugin)
+    assert list(cluster.run(plugin_connections).values()) == [0, 0]
+    assert "no-such-bucket" in caplog.text
+
+
+@pytest.mark.parametrize("kwargs", [{"store": 3}, {"store": "s3://b", "storage_options": [("anon", True)]}])
+def test_store_arguments_are_checked(kwargs):
+    with pytest.raises(TypeError):
+        PrefetchWorkerPlugin(**kwargs)

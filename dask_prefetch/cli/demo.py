@@ -77,7 +77,7 @@ def run_demo(
         # Warm-up, never timed: what a long-running cluster has done long before a job arrives.
         local = kernels.warm()  # compiled here once (and cached on disk), so the workers load them
         started = time.perf_counter()
-        with _cluster(None, workers, threads, None) as client:
+        with _cluster(None, workers, threads, None, "s3://demo", options) as client:
             cluster_seconds = time.perf_counter() - started  # the plugins' setup warms the workers' kernels
             started = time.perf_counter()
             client.run(_warm_readers, options, paths[0])

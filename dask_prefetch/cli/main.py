@@ -64,9 +64,25 @@ def _quiet_task_failures(verbose: bool) -> Iterator[None]:
             logger.setLevel(level)
 
 
+def _bucket_of(path: str | None) -> str | None:
+    """``s3://bucket`` of an S3 path (None for other paths: no connections opened ahead)."""
+    if not path or not path.startswith(("s3://", "s3a://")):
+        return None
+    return "s3://" + path.split("://", 1)[1].split("/", 1)[0]
+
+
 @contextlib.contextmanager
-def _cluster(scheduler: str | None, workers: int, threads: int, storage: list | None) -> Iterator[Any]:
+def _cluster(
+    scheduler: str | None,
+    workers: int,
+    threads: int,
+    storage: list | None,
+    path: str | None = None,
+    storage_options: dict | None = None,
+) -> Iterator[Any]:
     """A client of ``scheduler``, or of a new LocalCluster; both plugins registered.
+
+    ``path``: one the job reads; on S3 the workers open their connections to its bucket at setup.
 
     Without ``--verbose``, distributed's logging of a failed task is silenced here and on the
     LocalCluster's workers (``silence_logs``): the error reaches the user as the CLI's one line.
@@ -91,7 +107,7 @@ def _cluster(scheduler: str | None, workers: int, threads: int, storage: list | 
                 )
             )
             client = stack.enter_context(Client(cluster))
-        register_plugins(client, prefetch_storage=storage)
+        register_plugins(client, prefetch_storage=storage, store=_bucket_of(path), storage_options=storage_options)
         yield client
 
 
@@ -134,7 +150,7 @@ def stats(
     )  # bad paths fail here, before any cluster starts
     click.echo(f"{tg!r}")  # on stdout, with the summary: stderr is for the progress bar and errors
     sweep_storage(tiers)  # a killed run's blocks (RAM, on /dev/shm) go now, not when a file is next opened there
-    with _cluster(scheduler, workers, threads, tiers) as client:
+    with _cluster(scheduler, workers, threads, tiers, paths[0], options or None) as client:
         report(run(tg, client, progress))
 
 

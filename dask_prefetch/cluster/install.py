@@ -8,7 +8,13 @@ from .scheduler import PrefetchSchedulerPlugin
 from .worker import PrefetchWorkerPlugin
 
 
-def register_plugins(client: Any, prefetch_storage: Sequence[tuple[str, float]] | None = None) -> Any:
+def register_plugins(
+    client: Any,
+    prefetch_storage: Sequence[tuple[str, float]] | None = None,
+    *,
+    store: str | None = None,
+    storage_options: dict | None = None,
+) -> Any:
     """Register :class:`PrefetchSchedulerPlugin` and :class:`PrefetchWorkerPlugin` on ``client``'s cluster.
 
     Uses ``Client.register_plugin``, or ``register_scheduler_plugin`` / ``register_worker_plugin``
@@ -20,12 +26,16 @@ def register_plugins(client: Any, prefetch_storage: Sequence[tuple[str, float]] 
         A ``distributed.Client`` (with an asynchronous client, await the result).
     prefetch_storage
         ``[(directory, MiB), ...]``: each worker's budget (default: ``dask-prefetch.storage``).
+    store, storage_options
+        The store the tasks will read and its options: each worker opens its connections at setup
+        (see :class:`PrefetchWorkerPlugin`).
 
     Examples
     --------
     >>> register_plugins(client, prefetch_storage=[("/dev/shm", 2048), ("/scratch", 50_000)])  # doctest: +SKIP
     """
-    plugins = (PrefetchSchedulerPlugin(), PrefetchWorkerPlugin(prefetch_storage=prefetch_storage))
+    worker = PrefetchWorkerPlugin(prefetch_storage, store=store, storage_options=storage_options)
+    plugins = (PrefetchSchedulerPlugin(), worker)
     if hasattr(client, "register_plugin"):
         calls = [lambda p=p: client.register_plugin(p) for p in plugins]
     else:  # distributed before 2023.9 (register_worker_plugin was removed in 2026.6)

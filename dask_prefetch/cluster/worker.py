@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 from distributed.diagnostics.plugin import WorkerPlugin
 
 from .. import checks, config
+from ..checks import describe
 from ..cache.tiers import ScratchDirectory, TierSet, sweep_storage
 from ..engine.stats import EngineStats
 from ..formats import kernels
@@ -52,10 +53,19 @@ class PrefetchWorkerPlugin(WorkerPlugin):
         Directories missing on a worker are created there when the plugin is set up, as fsspec's
         caches do: only the missing components, each private (mode 0700).
 
+    store, storage_options
+        A URL the worker's tasks will read (``"s3://bucket"``), and the ``storage_options`` they
+        read it with (as given to :func:`~dask_prefetch.read_tractogram`). At setup the worker
+        makes that store's prefetching filesystem (the instance its tasks will use) and opens as
+        many connections as a file's first GETs (``dask-prefetch.concurrency``'s start, +1), so
+        that its first task pays for neither the client nor the connections. A store that
+        cannot be reached is logged, not raised; :attr:`connections` says how many were opened.
+
     Raises
     ------
     TypeError
-        If ``prefetch_storage`` is not a list of ``(directory, MiB)`` pairs with numeric budgets.
+        If ``prefetch_storage`` is not a list of ``(directory, MiB)`` pairs with numeric budgets,
+        or ``storage_options`` not a dict.
     ValueError
         If it is empty, a budget is not positive and finite, or a directory is named twice.
         The rest is checked on each worker when the plugin is set up, and raised from
@@ -97,10 +107,22 @@ class PrefetchWorkerPlugin(WorkerPlugin):
     name = PLUGIN_NAME
     idempotent = True
 
-    def __init__(self, prefetch_storage: Sequence[tuple[str, float]] | None = None) -> None:
+    def __init__(
+        self,
+        prefetch_storage: Sequence[tuple[str, float]] | None = None,
+        *,
+        store: str | None = None,
+        storage_options: dict | None = None,
+    ) -> None:
         if prefetch_storage is not None:  # the shape now; the directories on each worker, in setup
             prefetch_storage = checks.check_storage(prefetch_storage)
+        if store is not None and not isinstance(store, str):
+            raise TypeError(f"store must be a URL (str), got {describe(store)}")
+        if storage_options is not None and not isinstance(storage_options, dict):
+            raise TypeError(f"storage_options must be a dict, got {describe(storage_options)}")
         self.prefetch_storage = prefetch_storage
+        self.store, self.storage_options = store, storage_options
+        self.connections = 0
         self.tiers: TierSet | None = None
         self._directories: list[ScratchDirectory] = []
         self._engines: set[PrefetchEngine] = set()
@@ -110,11 +132,13 @@ class PrefetchWorkerPlugin(WorkerPlugin):
         self.warmup: kernels.Warmup | None = None
         self._set_up = False
 
-    def __getstate__(self) -> dict:
-        return {"prefetch_storage": self.prefetch_storage}  # only the settings travel to the workers
+    def __getstate__(self) -> dict:  # only the settings travel to the workers
+        return {"prefetch_storage": self.prefetch_storage, "store": self.store, "storage_options": self.storage_options}
 
     def __setstate__(self, state: dict) -> None:
-        self.__init__(state["prefetch_storage"])  # type: ignore[misc]
+        self.__init__(  # type: ignore[misc]
+            state["prefetch_storage"], store=state.get("store"), storage_options=state.get("storage_options")
+        )
 
     async def setup(self, worker: Any) -> None:
         """Make the worker's tiers (creating missing directories) after sweeping them of dead owners; warm kernels."""
@@ -122,6 +146,8 @@ class PrefetchWorkerPlugin(WorkerPlugin):
         # Compiling takes ~1 s (loading from numba's cache ~0.1 s, numba's import aside): in a thread, so
         # the worker keeps answering meanwhile; awaited, so the tasks sent after register_plugin find them.
         self.warmup = await asyncio.get_running_loop().run_in_executor(None, _warm_kernels)
+        if self.store is not None:
+            self.connections = await _open_connections(self.store, self.storage_options)
 
     def _set_up_tiers(self, worker: Any) -> None:
         others = [name for name, p in worker.plugins.items() if p is not self and _is_active(p)]
@@ -262,6 +288,30 @@ def _warm_kernels() -> kernels.Warmup | None:
         return None
     logger.debug("TRK kernels %s in %.2f s (cache: %s)", warmup.how, warmup.seconds, warmup.cache_dir)
     return warmup
+
+
+async def _open_connections(store: str, storage_options: dict | None) -> int:
+    """Make ``store``'s prefetching filesystem and open connections to it (see ``PrefetchWorkerPlugin``).
+
+    Made here, in the worker's event loop thread, as the tasks' read specs are unpickled there:
+    fsspec's instance cache then gives them this very filesystem, and its client's open connections.
+    """
+    from ..tractography.tractogram import _filesystem  # the filesystem read_tractogram gives its tasks
+
+    try:
+        _, opener = _filesystem(store, storage_options, None, None)
+        if opener.fs is None:  # local files: nothing to connect to
+            return 0
+        source = opener.fs._range_source()
+        n = config.get_concurrency()[0] + 1  # a file's start GETs, and its header object's
+        opened = source.open_connections(opener.fs._object_path(store), n)
+        connections = await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(opened, source.loop))
+    except Exception:  # noqa: BLE001 - the tasks meet the store's errors themselves
+        logger.warning("opening connections to %s failed", store, exc_info=True)
+        return 0
+    if not connections:
+        logger.warning("no connection to %s could be opened (tasks will meet the error)", store)
+    return connections
 
 
 def _is_active(plugin: Any) -> bool:

@@ -182,6 +182,16 @@ class RangeSource(abc.ABC):
         """
         return await self.pin(paths, retries)
 
+    async def open_connections(self, path: str, n: int) -> int:
+        """Open up to ``n`` connections to the store ahead of reads: ``n`` concurrent requests for ``path``'s info.
+
+        The first file a process reads starts many GETs at once; on a client with no open
+        connection, none is sent before all have made theirs. Errors are not raised (reads meet
+        them themselves). Returns how many requests were answered.
+        """
+        answers = await asyncio.gather(*(self.info(path) for _ in range(n)), return_exceptions=True)
+        return sum(not isinstance(a, BaseException) for a in answers)
+
     async def pin_reading_heads(
         self, paths: Sequence[str], heads: Sequence[int], nbytes: int, retries: int
     ) -> tuple[list[dict], dict[int, bytes]]:
