@@ -110,7 +110,8 @@ class S3Source(RangeSource):
             }
             return info, bytes(data)
 
-        others = [i for i in range(len(paths)) if i not in set(wanted)]
+        chosen = set(wanted)
+        others = [i for i in range(len(paths)) if i not in chosen]
         read, pinned = await asyncio.gather(
             _run_coros_in_chunks([head(paths[i]) for i in wanted], batch_size=PIN_BATCH),
             self.pin([paths[i] for i in others], retries),
